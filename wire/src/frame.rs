@@ -72,10 +72,11 @@ impl Frame {
 
 /// Reads one physical frame from the front of `buf`, without reassembly.
 ///
-/// Returns `Ok(None)` when more bytes are needed; in that case `buf` is untouched except
-/// that its capacity may grow to hold the whole frame. The length prefix is checked as soon
-/// as its 4 bytes are present, before the body arrives. Use this for the Handshake frame,
-/// which is never reassembled (§3, §7.1).
+/// Returns `Ok(None)` when more bytes are needed; `buf` is then untouched. The length prefix
+/// is checked as soon as its 4 bytes are present, before the body arrives. The decoder never
+/// grows `buf` itself: reserving the announced length up front would let 4 bytes from a peer
+/// pin 16 MiB, so the reader grows the buffer as data actually arrives. Use this function
+/// directly for the Handshake frame, which is never reassembled (§3, §7.1).
 pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     let Some(prefix) = buf.first_chunk::<FRAME_PREFIX_BYTES>() else {
         return Ok(None);
@@ -93,7 +94,6 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     }
     let total = FRAME_PREFIX_BYTES + length_bytes;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
         return Ok(None);
     }
     let mut frame = buf.split_to(total);

@@ -291,6 +291,15 @@ fn list<T>(
 }
 
 impl Response {
+    /// An Error frame body with no metadata, e.g. `Response::error(ErrorCode::InvalidFrame, "…")`.
+    pub fn error(code: ErrorCode, message: impl Into<ByteString>) -> Response {
+        Response::Error {
+            code,
+            message: message.into(),
+            metadata: Vec::new(),
+        }
+    }
+
     /// The opcode this response is sent with.
     pub fn opcode(&self) -> Opcode {
         match self {
