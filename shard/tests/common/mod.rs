@@ -15,8 +15,11 @@ use fila_shard::*;
 /// N on, else retry at once). A script whose text is `bad` fails to compile.
 #[derive(Clone, Default)]
 pub struct HeaderHooks {
-    pub failures: Rc<RefCell<Vec<(String, MessageId, u32, String)>>>,
+    pub failures: Rc<RefCell<Vec<Failure>>>,
 }
+
+/// One `on_failure` call: queue, id, attempts, error text.
+pub type Failure = (String, MessageId, u32, String);
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
