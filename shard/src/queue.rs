@@ -324,6 +324,10 @@ impl Queue {
         let key = slot.key;
         if order.ready_at_us <= now.as_micros() {
             slot.state = SlotState::Ready;
+            // Delayed messages already due go first, so every FIFO stays in pending order
+            // even when this queue's own timer has not run yet at `now` (a dead-letter
+            // arriving from another queue's expiry, for instance).
+            self.promote_due(now);
             self.push_ready(key, r);
         } else {
             slot.state = SlotState::Delayed;
