@@ -15,3 +15,7 @@ lint:
 
 fmt:
     cargo fmt --all
+
+# Replay the seeded shard simulation: `just sim 42` (one seed), `just sim 42 100000` (more steps).
+sim seed="1" steps="20000":
+    FILA_SIM_SEED={{seed}} FILA_SIM_STEPS={{steps}} cargo test -p fila-shard --test sim -- --nocapture

@@ -2,6 +2,45 @@
 //! about them (pending messages, DRR scheduling, leases, consumers, runtime config) and is
 //! driven only by method calls that take `now`: no clock reads, no threads, no I/O except
 //! through the [`storage::Storage`] seam. It never depends on `fila-wire` or on a runtime.
+//!
+//! Layout, in the order a message flows: [`ids`] and [`time`] (typed values), [`command`]
+//! (owned requests and replies), [`Shard`] (`shard.rs` with `shard/flow.rs` and
+//! `shard/admin.rs`), `queue.rs` (one queue's indexes), [`drr`] (the scheduler), [`hooks`]
+//! (the script seam), [`config`] (runtime config), `message.rs` and `record.rs` (stored
+//! records), [`storage`] (the seam and its key layout), `recovery.rs`.
 #![warn(missing_docs)]
 
+pub mod command;
+pub mod config;
+pub mod drr;
+pub mod error;
+pub mod hooks;
+pub mod ids;
+pub mod limits;
+mod message;
+mod queue;
+mod record;
+mod recovery;
+mod shard;
+mod slab;
 pub mod storage;
+pub mod time;
+
+pub use command::{
+    AckItem, DeletedQueue, Delivery, EnqueueItem, KeyStats, MessageState, MessageView, NackItem,
+    QueueDump, QueueSpec, QueueStats, QueueSummary, ShardOptions, ThrottleStats,
+};
+pub use error::{
+    AckError, ConfigError, ConsumeError, CreateQueueError, DeleteQueueError, EnqueueError,
+    NackError, Poisoned, RecoveryError, RedriveError, StatsError,
+};
+pub use hooks::{
+    EnqueueDecision, EnqueueInput, FailureDecision, FailureInput, HookCompileError, HookContext,
+    Hooks, NoHooks, QueueScripts,
+};
+pub use ids::{ConnectionId, ConsumerId, FairnessKey, MessageId, QueueId, ThrottleKey};
+pub use queue::QueueCounters;
+pub use recovery::{RecoveryReport, RecoveryWarning};
+pub use shard::Shard;
+pub use shard::flow::{DISCONNECTED_ERROR, EXPIRED_ERROR, clamp_weight};
+pub use time::Time;
