@@ -33,6 +33,14 @@ use super::{Keyspace, Storage, StorageError, Visit, WriteBatch, WriteOp};
 /// Default block cache per shard database: 64 MiB.
 pub const DEFAULT_CACHE_SIZE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default memtable size per keyspace: 8 MiB. Bounds what a restart must replay from the
+/// journal for each keyspace.
+pub const DEFAULT_MAX_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Default (and smallest) journal budget: 64 MiB. When the journals grow past it, fjall
+/// flushes the memtables holding the oldest journal, which bounds crash-recovery replay.
+pub const DEFAULT_MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The largest key fjall accepts (its keys carry a `u16` length).
 pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
 
@@ -105,6 +113,11 @@ pub struct FjallOptions {
     pub durability: Durability,
     /// Block cache size of this shard's database, in bytes.
     pub cache_size_bytes: u64,
+    /// Memtable size of each keyspace, in bytes. Applies when a keyspace is created; an
+    /// existing database keeps the size it was created with.
+    pub max_memtable_bytes: u64,
+    /// Journal budget, in bytes; values below 64 MiB (fjall's minimum) are raised to it.
+    pub max_journaling_bytes: u64,
 }
 
 impl Default for FjallOptions {
@@ -112,6 +125,8 @@ impl Default for FjallOptions {
         FjallOptions {
             durability: Durability::Process,
             cache_size_bytes: DEFAULT_CACHE_SIZE_BYTES,
+            max_memtable_bytes: DEFAULT_MAX_MEMTABLE_BYTES,
+            max_journaling_bytes: DEFAULT_MAX_JOURNALING_BYTES,
         }
     }
 }
@@ -321,11 +336,18 @@ impl FjallStorage {
         let db = Database::builder(&path)
             .worker_threads(1)
             .cache_size(options.cache_size_bytes)
+            .max_journaling_size(
+                options
+                    .max_journaling_bytes
+                    .max(DEFAULT_MAX_JOURNALING_BYTES),
+            )
             .open()
             .map_err(|source| open_error(&path, source))?;
         let keyspace = |ks: Keyspace| {
-            db.keyspace(ks.name(), KeyspaceCreateOptions::default)
-                .map_err(|source| open_error(&path, source))
+            db.keyspace(ks.name(), || {
+                KeyspaceCreateOptions::default().max_memtable_size(options.max_memtable_bytes)
+            })
+            .map_err(|source| open_error(&path, source))
         };
         Ok(FjallStorage {
             queues: keyspace(Keyspace::Queues)?,
