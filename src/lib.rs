@@ -3,3 +3,5 @@
 //! the protocol in `fila-wire`; this crate is the runtime shell around them.
 
 pub mod config;
+pub mod data_dir;
+pub mod rt;
