@@ -9,6 +9,7 @@ pub mod mesh;
 pub mod preflight;
 pub mod reuseport;
 pub mod shutdown;
+pub mod timer;
 
 pub use executors::{ExecutorError, ExecutorPlan, ShardThread, spawn_blocking, start_shards};
 pub use mesh::{MeshEndpoint, MeshSendError, build_mesh};
@@ -17,6 +18,7 @@ pub use reuseport::{BindError, ShardBind, bind_plan, probe_port_free};
 pub use shutdown::{
     ShutdownSignal, ShutdownTrigger, SignalWatcher, TerminationSignal, shutdown_channel,
 };
+pub use timer::{sleep, within};
 
 /// A listener bound on one shard.
 pub type Listener = glommio::net::TcpListener;
