@@ -156,3 +156,76 @@ async fn run_connection<H: ConnectionHandler>(
     tracing::debug!(shard, %peer, "connection closed");
     drop(slot);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::Read;
+
+    use futures_lite::AsyncWriteExt;
+
+    use super::*;
+    use crate::rt::{ExecutorPlan, shutdown_channel, start_shards};
+
+    /// Panics on its first connection, answers `ok` on the others.
+    struct PanicsOnce {
+        served: Cell<usize>,
+    }
+
+    impl ConnectionHandler for PanicsOnce {
+        async fn serve(self: Rc<Self>, mut connection: Connection) {
+            self.served.set(self.served.get() + 1);
+            if self.served.get() == 1 {
+                panic!("handler bug");
+            }
+            connection.stream.write_all(b"ok").await.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_panicking_connection_does_not_take_the_shard_down() {
+        let (trigger, shutdown) = shutdown_channel();
+        let (addr_sender, addr_receiver) = flume::bounded(1);
+        let plan = ExecutorPlan {
+            shards: 1,
+            pinned_cpus: None,
+            spin_before_park: Duration::ZERO,
+        };
+        let threads = start_shards(&plan, |shard| {
+            let (shutdown, addr_sender) = (shutdown.clone(), addr_sender.clone());
+            move || async move {
+                let listener = Listener::bind("127.0.0.1:0").unwrap();
+                addr_sender.send(listener.local_addr().unwrap()).unwrap();
+                let handler = Rc::new(PanicsOnce {
+                    served: Cell::new(0),
+                });
+                accept_loop(shard, listener, handler, ConnectionCap::new(10), shutdown).await;
+            }
+        })
+        .unwrap();
+        let addr = addr_receiver.recv().unwrap();
+        let mut first = std::net::TcpStream::connect(addr).unwrap();
+        let mut nothing = Vec::new();
+        first.read_to_end(&mut nothing).unwrap();
+        assert!(nothing.is_empty());
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        let mut answer = [0_u8; 2];
+        second.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"ok");
+        trigger.fire();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn cap_counts_slots_and_releases_them_on_drop() {
+        let cap = ConnectionCap::new(2);
+        let first = cap.try_acquire().unwrap();
+        let _second = cap.try_acquire().unwrap();
+        assert!(cap.try_acquire().is_none());
+        assert_eq!(cap.open(), 2);
+        drop(first);
+        assert!(cap.try_acquire().is_some());
+    }
+}
