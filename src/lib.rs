@@ -1,3 +1,16 @@
 //! The `fila` package: server bootstrap (`fila-server`), connection handling, routing between
 //! shards, configuration, and the `fila` CLI. The broker logic itself lives in `fila-shard` and
 //! the protocol in `fila-wire`; this crate is the runtime shell around them.
+//!
+//! Map: `config` (fila.toml, env, flags) → `server` (boot and lifetime) → `rt` (glommio:
+//! executors, mesh, bind, shutdown, preflight) → `listener` (accept loop, connection cap) →
+//! `connection` (the handler seam). `data_dir` owns the on-disk directory and its lock.
+
+pub mod config;
+pub mod connection;
+pub mod data_dir;
+pub mod error;
+pub mod listener;
+pub mod logging;
+pub mod rt;
+pub mod server;

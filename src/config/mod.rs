@@ -1,0 +1,233 @@
+//! Configuration of `fila-server`: where the file is found, and how flags, environment, file and
+//! defaults combine (flags > `FILA_*` environment > file > defaults). The file format itself is
+//! in `sections` (types and defaults), `file` (parsing and error lines) and `schema` (key lists).
+
+mod bounded;
+mod error;
+mod file;
+pub mod schema;
+mod sections;
+
+use std::path::{Path, PathBuf};
+
+pub use bounded::Bounded;
+pub use error::ConfigError;
+pub use file::parse as parse_file;
+pub use sections::{
+    AuthSection, Durability, FileConfig, ListenAddr, LuaSection, SchedulerSection, ServerSection,
+    ShardCount, StorageSection, TelemetrySection, TlsSection,
+};
+
+/// Environment variable: data directory.
+pub const ENV_DATA_DIR: &str = "FILA_DATA_DIR";
+/// Environment variable: superadmin API key (enables auth, refused until auth is supported).
+pub const ENV_BOOTSTRAP_APIKEY: &str = "FILA_BOOTSTRAP_APIKEY";
+/// Environment variable: listen address (overrides `server.listen_addr`).
+pub const ENV_LISTEN_ADDR: &str = "FILA_LISTEN_ADDR";
+/// Environment variable: shard count (overrides `server.shards`).
+pub const ENV_SHARDS: &str = "FILA_SHARDS";
+/// Every environment variable the server reads besides `RUST_LOG`.
+pub const ENV_VARS: [&str; 4] = [
+    ENV_DATA_DIR,
+    ENV_BOOTSTRAP_APIKEY,
+    ENV_LISTEN_ADDR,
+    ENV_SHARDS,
+];
+
+/// Data directory when neither flag nor environment names one (relative to the working dir).
+pub const DEFAULT_DATA_DIR: &str = "data";
+/// Config files tried, in order, when `--config` is not given.
+pub const SEARCH_PATHS: [&str; 2] = ["fila.toml", "/etc/fila/fila.toml"];
+
+/// Values given on the command line; `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--config PATH`: this file, which must exist.
+    pub config: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// `--data-dir PATH`.
+    pub data_dir: Option<PathBuf>,
+    /// `--shards N`.
+    pub shards: Option<u64>,
+    /// `--pin-cores` / `--no-pin-cores`.
+    pub pin_cores: Option<bool>,
+}
+
+/// The effective configuration after precedence. Auth and TLS are absent on purpose: a request
+/// for either is refused by [`Config::load`] until they are supported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file that was read; `None` = defaults only.
+    pub file: Option<PathBuf>,
+    /// Where the shards keep their data.
+    pub data_dir: PathBuf,
+    /// `[server]`, with flag and environment overrides applied.
+    pub server: ServerSection,
+    /// `[scheduler]`.
+    pub scheduler: SchedulerSection,
+    /// `[lua]`.
+    pub lua: LuaSection,
+    /// `[telemetry]`.
+    pub telemetry: TelemetrySection,
+    /// `[storage]`.
+    pub storage: StorageSection,
+    /// Keys of an ignored `[cluster]` section (the caller warns about them).
+    pub ignored_cluster_keys: Vec<String>,
+}
+
+impl Config {
+    /// Loads the configuration from the process environment and the standard file locations.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let search: Vec<PathBuf> = SEARCH_PATHS.iter().map(PathBuf::from).collect();
+        Config::load_with(flags, &|name| std::env::var(name).ok(), &search)
+    }
+
+    /// [`Config::load`] with the environment and the search paths given (for tests).
+    pub fn load_with(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        search: &[PathBuf],
+    ) -> Result<Config, ConfigError> {
+        let (file, parsed) = match find_file(flags.config.as_deref(), search)? {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let parsed = parse_file(&path, &text)?;
+                (Some(path), parsed)
+            }
+            None => (None, FileConfig::default()),
+        };
+        refuse_unsupported(file.as_deref(), &parsed, env)?;
+        let mut server = parsed.server;
+        apply_env(&mut server, env)?;
+        apply_flags(&mut server, flags)?;
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| {
+                env(ENV_DATA_DIR)
+                    .filter(|dir| !dir.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        Ok(Config {
+            file,
+            data_dir,
+            server,
+            scheduler: parsed.scheduler,
+            lua: parsed.lua,
+            telemetry: parsed.telemetry,
+            storage: parsed.storage,
+            ignored_cluster_keys: parsed
+                .cluster
+                .map(|table| table.keys().cloned().collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// `--config` must exist; otherwise the first search path that exists, or none.
+fn find_file(flag: Option<&Path>, search: &[PathBuf]) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(path) = flag {
+        return if path.exists() {
+            Ok(Some(path.to_path_buf()))
+        } else {
+            Err(ConfigError::Missing {
+                path: path.to_path_buf(),
+            })
+        };
+    }
+    Ok(search.iter().find(|path| path.is_file()).cloned())
+}
+
+/// Auth and TLS are not supported yet: asking for either stops the start (never run open).
+/// An empty `FILA_BOOTSTRAP_APIKEY` counts as unset (it could not be a key).
+fn refuse_unsupported(
+    file: Option<&Path>,
+    parsed: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let in_file = |section: &str| match file {
+        Some(path) => format!("[{section}] in {}", path.display()),
+        None => format!("[{section}]"),
+    };
+    if env(ENV_BOOTSTRAP_APIKEY).is_some_and(|key| !key.is_empty()) {
+        let origin = ENV_BOOTSTRAP_APIKEY.to_owned();
+        return Err(ConfigError::Unsupported {
+            what: "API-key authentication",
+            origin,
+        });
+    }
+    if parsed.auth.is_some() {
+        let origin = in_file("auth");
+        return Err(ConfigError::Unsupported {
+            what: "API-key authentication",
+            origin,
+        });
+    }
+    if parsed.tls.is_some() {
+        return Err(ConfigError::Unsupported {
+            what: "TLS",
+            origin: in_file("tls"),
+        });
+    }
+    Ok(())
+}
+
+/// `FILA_LISTEN_ADDR` and `FILA_SHARDS` override the file (empty = unset).
+fn apply_env(
+    server: &mut ServerSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let bad = |name: &'static str, value: &str, message: String| ConfigError::Env {
+        name,
+        value: value.to_owned(),
+        message,
+    };
+    if let Some(value) = env(ENV_LISTEN_ADDR).filter(|value| !value.is_empty()) {
+        server.listen_addr =
+            ListenAddr::parse(&value).map_err(|message| bad(ENV_LISTEN_ADDR, &value, message))?;
+    }
+    if let Some(value) = env(ENV_SHARDS).filter(|value| !value.is_empty()) {
+        let shards = parse_shards(&value).map_err(|message| bad(ENV_SHARDS, &value, message))?;
+        server.shards = Some(shards);
+    }
+    Ok(())
+}
+
+/// Flags override everything.
+fn apply_flags(server: &mut ServerSection, flags: &Flags) -> Result<(), ConfigError> {
+    if let Some(value) = &flags.listen {
+        server.listen_addr = ListenAddr::parse(value).map_err(|message| ConfigError::Flag {
+            flag: "--listen",
+            value: value.clone(),
+            message,
+        })?;
+    }
+    if let Some(value) = flags.shards {
+        let shards = ShardCount::new(value).map_err(|message| ConfigError::Flag {
+            flag: "--shards",
+            value: value.to_string(),
+            message,
+        })?;
+        server.shards = Some(shards);
+    }
+    if let Some(pin) = flags.pin_cores {
+        server.pin_cores = pin;
+    }
+    Ok(())
+}
+
+fn parse_shards(text: &str) -> Result<ShardCount, String> {
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number of shards, e.g. 4".to_owned())?;
+    ShardCount::new(value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+//! Unit tests of precedence, file lookup and the auth/TLS refusal.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::*;
+
+type Env = &'static [(&'static str, &'static str)];
+
+struct Case {
+    file: Option<&'static str>,
+    env: Env,
+    flags: Flags,
+}
+
+fn load(case: Case) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fila.toml");
+    if let Some(text) = case.file {
+        std::fs::write(&path, text).unwrap();
+    }
+    let env: HashMap<&str, &str> = case.env.iter().copied().collect();
+    let lookup = |name: &str| env.get(name).map(|value| (*value).to_owned());
+    Config::load_with(&case.flags, &lookup, &[path])
+}
+
+#[test]
+fn defaults_without_file_env_or_flags() {
+    let config = load(Case {
+        file: None,
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert_eq!(config.file, None);
+    assert_eq!(config.data_dir, PathBuf::from("data"));
+    assert_eq!(config.server, ServerSection::default());
+    assert_eq!(config.server.listen_addr.0.to_string(), "0.0.0.0:5555");
+    assert_eq!(config.storage.durability, Durability::Process);
+}
+
+#[test]
+fn flags_beat_env_beat_file() {
+    let file = Some("[server]\nlisten_addr = \"127.0.0.1:1000\"\nshards = 2\n");
+    let env = &[
+        ("FILA_LISTEN_ADDR", "127.0.0.1:2000"),
+        ("FILA_SHARDS", "3"),
+        ("FILA_DATA_DIR", "/env"),
+    ];
+    let from_file = load(Case {
+        file,
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert_eq!(from_file.server.listen_addr.0.port(), 1000);
+    assert_eq!(from_file.server.shards.map(Bounded::get), Some(2));
+    assert!(from_file.file.is_some());
+
+    let from_env = load(Case {
+        file,
+        env,
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert_eq!(from_env.server.listen_addr.0.port(), 2000);
+    assert_eq!(from_env.server.shards.map(Bounded::get), Some(3));
+    assert_eq!(from_env.data_dir, PathBuf::from("/env"));
+
+    let flags = Flags {
+        listen: Some("127.0.0.1:3000".to_owned()),
+        shards: Some(4),
+        data_dir: Some(PathBuf::from("/flag")),
+        pin_cores: Some(false),
+        config: None,
+    };
+    let from_flags = load(Case { file, env, flags }).unwrap();
+    assert_eq!(from_flags.server.listen_addr.0.port(), 3000);
+    assert_eq!(from_flags.server.shards.map(Bounded::get), Some(4));
+    assert_eq!(from_flags.data_dir, PathBuf::from("/flag"));
+    assert!(!from_flags.server.pin_cores);
+}
+
+#[test]
+fn bad_env_and_flag_values_name_their_origin() {
+    let env = &[("FILA_SHARDS", "many")];
+    let message = load(Case {
+        file: None,
+        env,
+        flags: Flags::default(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.starts_with("environment variable FILA_SHARDS=\"many\" is invalid"),
+        "{message}"
+    );
+    let flags = Flags {
+        shards: Some(0),
+        ..Flags::default()
+    };
+    let message = load(Case {
+        file: None,
+        env: &[],
+        flags,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.starts_with("flag --shards \"0\" is invalid: must be between 1"),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_config_flag_is_an_error() {
+    let flags = Flags {
+        config: Some(PathBuf::from("/nonexistent/fila.toml")),
+        ..Flags::default()
+    };
+    let message = load(Case {
+        file: None,
+        env: &[],
+        flags,
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        message,
+        "config file /nonexistent/fila.toml (given with --config) does not exist"
+    );
+}
+
+#[test]
+fn auth_and_tls_are_refused() {
+    let cases: [(Option<&'static str>, Env, &str); 3] = [
+        (
+            Some("[auth]\nbootstrap_apikey = \"k\"\n"),
+            &[],
+            "API-key authentication requested by [auth] in",
+        ),
+        (
+            Some("[tls]\ncert_file = \"a\"\n"),
+            &[],
+            "TLS requested by [tls] in",
+        ),
+        (
+            None,
+            &[("FILA_BOOTSTRAP_APIKEY", "secret")],
+            "requested by FILA_BOOTSTRAP_APIKEY",
+        ),
+    ];
+    for (file, env, expected) in cases {
+        let message = load(Case {
+            file,
+            env,
+            flags: Flags::default(),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains(expected), "{message}");
+        assert!(message.contains("does not support"), "{message}");
+    }
+}
+
+#[test]
+fn cluster_keys_are_reported_for_the_warning() {
+    let file = Some("[cluster]\nnode_id = 1\n");
+    let config = load(Case {
+        file,
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert_eq!(config.ignored_cluster_keys, ["node_id"]);
+}

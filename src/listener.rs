@@ -1,0 +1,231 @@
+//! The per-shard accept loop: takes connections from this shard's listener, enforces the
+//! process-wide connection cap (`[server] max_connections`), and runs each connection as its
+//! own task on the shard. On shutdown it stops accepting, gives open connections
+//! [`DRAIN_TIMEOUT`] to finish, then drops the rest.
+//!
+//! A panic in a connection task would kill the whole shard (glommio runs tasks on one thread
+//! and does not catch). Each connection future runs under `catch_unwind`: a panicking handler
+//! closes its own connection, is logged with the shard and peer, and the shard keeps serving.
+//! This relies on `panic = "unwind"` (the default profile setting) and on handlers not leaving
+//! shard-wide state half-updated when they panic; the broker core is not called from inside a
+//! connection's unwinding scope with borrowed state, so that holds for the shell's own state.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use glommio::sync::Gate;
+
+use crate::connection::{Connection, ConnectionHandler};
+use crate::rt::{self, Listener, ShutdownSignal};
+
+/// How long open connections may take to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause after an accept error (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// The process-wide cap on open connections, shared by every shard's accept loop. One atomic
+/// touched once per accept and once per close: not on the per-request path.
+#[derive(Debug, Clone)]
+pub struct ConnectionCap {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One open connection's place under the cap; released on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionCap {
+    /// A cap of `max` open connections.
+    pub fn new(max: usize) -> ConnectionCap {
+        ConnectionCap {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A slot if fewer than `max` connections are open.
+    pub fn try_acquire(&self) -> Option<ConnectionSlot> {
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max).then_some(open + 1)
+            });
+        taken.ok().map(|_| ConnectionSlot {
+            open: Arc::clone(&self.open),
+        })
+    }
+
+    /// Connections open now, across all shards.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` fires, then drains. Returns when every
+/// connection task of this shard has ended or the drain timeout passed.
+pub async fn accept_loop<H: ConnectionHandler>(
+    shard: usize,
+    listener: Listener,
+    handler: Rc<H>,
+    cap: ConnectionCap,
+    shutdown: ShutdownSignal,
+) {
+    let connections = Gate::new();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                tracing::warn!(shard, %error, "accept failed");
+                rt::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let peer = stream
+            .peer_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let Some(slot) = cap.try_acquire() else {
+            tracing::warn!(shard, %peer, max = cap.max, "connection refused: max_connections reached");
+            drop(stream);
+            continue;
+        };
+        let connection = Connection {
+            shard,
+            stream,
+            peer,
+            shutdown: shutdown.clone(),
+        };
+        let task = run_connection(Rc::clone(&handler), connection, slot);
+        match connections.spawn(task) {
+            Ok(task) => drop(task.detach()),
+            Err(error) => tracing::error!(shard, %error, "cannot start a connection task"),
+        }
+    }
+    drop(listener);
+    let open = cap.open();
+    tracing::debug!(shard, open, "stopped accepting; draining connections");
+    if rt::within(DRAIN_TIMEOUT, connections.close())
+        .await
+        .is_none()
+    {
+        tracing::warn!(
+            shard,
+            "connections still open after the drain timeout; closing them"
+        );
+    }
+}
+
+/// Runs one connection under `catch_unwind`, holding its slot until it ends.
+async fn run_connection<H: ConnectionHandler>(
+    handler: Rc<H>,
+    connection: Connection,
+    slot: ConnectionSlot,
+) {
+    let (shard, peer) = (connection.shard, connection.peer);
+    tracing::debug!(shard, %peer, "connection accepted");
+    let outcome = AssertUnwindSafe(handler.serve(connection))
+        .catch_unwind()
+        .await;
+    if let Err(panic) = outcome {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        tracing::error!(shard, %peer, %reason, "connection handler panicked; connection closed, shard continues");
+    }
+    tracing::debug!(shard, %peer, "connection closed");
+    drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::Read;
+
+    use futures_lite::AsyncWriteExt;
+
+    use super::*;
+    use crate::rt::{ExecutorPlan, shutdown_channel, start_shards};
+
+    /// Panics on its first connection, answers `ok` on the others.
+    struct PanicsOnce {
+        served: Cell<usize>,
+    }
+
+    impl ConnectionHandler for PanicsOnce {
+        async fn serve(self: Rc<Self>, mut connection: Connection) {
+            self.served.set(self.served.get() + 1);
+            if self.served.get() == 1 {
+                panic!("handler bug");
+            }
+            connection.stream.write_all(b"ok").await.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_panicking_connection_does_not_take_the_shard_down() {
+        let (trigger, shutdown) = shutdown_channel();
+        let (addr_sender, addr_receiver) = flume::bounded(1);
+        let plan = ExecutorPlan {
+            shards: 1,
+            pinned_cpus: None,
+            spin_before_park: Duration::ZERO,
+        };
+        let threads = start_shards(&plan, |shard| {
+            let (shutdown, addr_sender) = (shutdown.clone(), addr_sender.clone());
+            move || async move {
+                let listener = Listener::bind("127.0.0.1:0").unwrap();
+                addr_sender.send(listener.local_addr().unwrap()).unwrap();
+                let handler = Rc::new(PanicsOnce {
+                    served: Cell::new(0),
+                });
+                accept_loop(shard, listener, handler, ConnectionCap::new(10), shutdown).await;
+            }
+        })
+        .unwrap();
+        let addr = addr_receiver.recv().unwrap();
+        let mut first = std::net::TcpStream::connect(addr).unwrap();
+        let mut nothing = Vec::new();
+        first.read_to_end(&mut nothing).unwrap();
+        assert!(nothing.is_empty());
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        let mut answer = [0_u8; 2];
+        second.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"ok");
+        trigger.fire();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn cap_counts_slots_and_releases_them_on_drop() {
+        let cap = ConnectionCap::new(2);
+        let first = cap.try_acquire().unwrap();
+        let _second = cap.try_acquire().unwrap();
+        assert!(cap.try_acquire().is_none());
+        assert_eq!(cap.open(), 2);
+        drop(first);
+        assert!(cap.try_acquire().is_some());
+    }
+}
