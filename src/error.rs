@@ -26,6 +26,14 @@ pub enum ServerError {
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers")]
     Signals(#[source] std::io::Error),
+    /// A shard's database could not be opened or recovered.
+    #[error("{message}")]
+    Storage {
+        /// The shard.
+        shard: usize,
+        /// What failed, with the path and the cause.
+        message: String,
+    },
     /// A shard ended while the server was running.
     #[error("shard {shard} stopped unexpectedly; shutting down the server")]
     ShardStopped {

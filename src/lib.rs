@@ -6,11 +6,14 @@
 //! executors, mesh, bind, shutdown, preflight) → `listener` (accept loop, connection cap) →
 //! `connection` (the handler seam). `data_dir` owns the on-disk directory and its lock.
 
+pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod data_dir;
 pub mod error;
 pub mod listener;
 pub mod logging;
+pub mod routing;
 pub mod rt;
 pub mod server;
+pub mod session;

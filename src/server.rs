@@ -10,23 +10,28 @@ use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::connection::{ConnectionLimits, PreProtocolHandler};
+use std::path::PathBuf;
+
+use fila_shard::storage::fjall::{Durability as FjallDurability, FjallOptions, FjallStorage};
+use fila_shard::{NoHooks, Shard, ShardOptions};
+
+use crate::broker::Broker;
+use crate::config::{Config, Durability};
+use crate::connection::ConnectionLimits;
 use crate::data_dir::{DataDir, ShardCountOrigin};
 use crate::error::ServerError;
 use crate::listener::{ConnectionCap, accept_loop};
+use crate::rt::clock;
 use crate::rt::{
     self, BindError, Demand, ExecutorError, ExecutorPlan, HostFacts, MeshEndpoint, ShardBind,
     ShutdownSignal, SignalWatcher, TerminationSignal,
 };
+use crate::session::ProtocolHandler;
 
 /// Shards get this long to stop after the shutdown fires (the process promise is 5 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
 
-/// Messages between shards. Empty until the broker core is wired in: forwarded requests,
-/// replies and deliveries become its variants, and `serve_inbox` their dispatch.
-#[derive(Debug)]
-pub enum ShardMessage {}
+pub use crate::broker::ShardMessage;
 
 /// What the main thread hears about.
 #[derive(Debug)]
@@ -38,6 +43,10 @@ enum Event {
     BindFailed {
         shard: usize,
         error: BindError,
+    },
+    StorageFailed {
+        shard: usize,
+        error: String,
     },
     Exited {
         shard: usize,
@@ -54,7 +63,17 @@ struct ShardSetup {
     shutdown: ShutdownSignal,
     cap: ConnectionCap,
     limits: ConnectionLimits,
+    storage: StorageSetup,
     events: flume::Sender<Event>,
+}
+
+/// How a shard opens and runs its storage and core.
+#[derive(Debug, Clone)]
+struct StorageSetup {
+    dir: PathBuf,
+    durability: Durability,
+    fjall: FjallOptions,
+    options: ShardOptions,
 }
 
 /// Runs the server until a termination signal; `Ok` after a clean shutdown.
@@ -95,7 +114,7 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     })
     .map_err(ServerError::Signals)?;
     let (trigger, shutdown) = rt::shutdown_channel();
-    start(config, &host, shards, &events, &shutdown)?;
+    start(config, &data_dir, &host, shards, &events, &shutdown)?;
     drop(events);
 
     let bound = match await_listening(&inbox, shards) {
@@ -123,6 +142,7 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
 /// Starts the executors, and a thread per executor that reports its end.
 fn start(
     config: &Config,
+    data_dir: &DataDir,
     host: &HostFacts,
     shards: usize,
     events: &flume::Sender<Event>,
@@ -144,12 +164,32 @@ fn start(
     let mut binds = rt::bind_plan(config.server.listen_addr.0, shards).into_iter();
     let cap = ConnectionCap::new(config.server.max_connections.get_usize());
     let limits = ConnectionLimits::from_config(config);
+    let shard_count = u64::try_from(shards).unwrap_or(1).max(1);
     let mut setups = Vec::with_capacity(shards);
     for shard in 0..shards {
         let (Some(bind), Some(mesh)) = (binds.next(), mesh.next()) else {
             break;
         };
         let (shutdown, cap, events) = (shutdown.clone(), cap.clone(), events.clone());
+        let storage = StorageSetup {
+            dir: data_dir.shard_dir(shard),
+            durability: config.storage.durability,
+            fjall: FjallOptions {
+                durability: match config.storage.durability {
+                    Durability::Process => FjallDurability::Process,
+                    Durability::Fsync => FjallDurability::Fsync,
+                    Durability::None => FjallDurability::None,
+                },
+                cache_size_bytes: (config.storage.cache_bytes.get() / shard_count).max(1 << 20),
+                ..FjallOptions::default()
+            },
+            options: ShardOptions {
+                seed: seed(shard),
+                quantum: u32::try_from(config.scheduler.quantum.get()).unwrap_or(u32::MAX),
+                payload_bytes_max: config.server.max_payload_bytes.get_usize(),
+                skip_corrupt: config.storage.skip_corrupt,
+            },
+        };
         setups.push(Some(ShardSetup {
             shard,
             bind,
@@ -157,6 +197,7 @@ fn start(
             shutdown,
             cap,
             limits,
+            storage,
             events,
         }));
     }
@@ -193,8 +234,16 @@ async fn shard_main(setup: ShardSetup) {
         shutdown,
         cap,
         limits,
+        storage,
         events,
     } = setup;
+    let broker = match open_broker(shard, storage, mesh) {
+        Ok(broker) => broker,
+        Err(error) => {
+            let _ = events.send(Event::StorageFailed { shard, error });
+            return;
+        }
+    };
     let listener = match bind.bind().await {
         Ok(listener) => listener,
         Err(error) => {
@@ -213,22 +262,67 @@ async fn shard_main(setup: ShardSetup) {
             return;
         }
     }
-    let inbox = glommio::spawn_local(serve_inbox(mesh, shutdown.clone()));
-    let handler = Rc::new(PreProtocolHandler::new(limits));
+    broker.spawn_tasks();
+    let stop = shutdown.clone();
+    let inbox = glommio::spawn_local(Rc::clone(&broker).serve_inbox(async move {
+        stop.wait().await;
+    }));
+    let handler = Rc::new(ProtocolHandler::new(Rc::clone(&broker), limits));
     accept_loop(shard, listener, handler, cap, shutdown).await;
     inbox.await;
+    broker.final_commit().await;
 }
 
-/// Serves the shard's mesh inbox until shutdown.
-async fn serve_inbox(mesh: MeshEndpoint<ShardMessage>, shutdown: ShutdownSignal) {
-    // `ShardMessage` has no variants yet, so clippy sees a loop that cannot repeat.
-    #[allow(clippy::never_loop)]
-    let serve = async {
-        while let Some(message) = mesh.recv().await {
-            match message {}
+/// Opens the shard's database and recovers its core.
+fn open_broker(
+    shard: usize,
+    setup: StorageSetup,
+    mesh: MeshEndpoint<ShardMessage>,
+) -> Result<Rc<Broker>, String> {
+    let storage = FjallStorage::open(&setup.dir, setup.fjall).map_err(|error| {
+        format!(
+            "cannot open the database of shard {shard} in {}: {}",
+            setup.dir.display(),
+            error_chain(&error)
+        )
+    })?;
+    let (core, report) = Shard::open(storage, setup.options, Box::new(NoHooks), clock::now())
+        .map_err(|error| {
+            format!(
+                "cannot recover shard {shard} from {}: {}",
+                setup.dir.display(),
+                error_chain(&error)
+            )
+        })?;
+    for warning in &report.warnings {
+        tracing::warn!(shard, "recovery: {warning}");
+    }
+    tracing::debug!(shard, ?report, "shard recovered");
+    Ok(Broker::new(shard, core, setup.durability, mesh))
+}
+
+/// `error` and its sources, joined with ": ".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
         }
-    };
-    futures_lite::future::or(serve, shutdown.wait()).await;
+        source = cause.source();
+    }
+    text
+}
+
+/// A seed for a shard's id generator: fresh per start.
+fn seed(shard: usize) -> u64 {
+    let now = clock::now().as_micros();
+    now ^ (u64::try_from(shard)
+        .unwrap_or(0)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// Waits until every shard listens; the address they share.
@@ -246,6 +340,12 @@ fn await_listening(
             Ok(Event::BindFailed { shard, error }) => {
                 tracing::debug!(shard, %error, "shard cannot bind");
                 return Err(error.into());
+            }
+            Ok(Event::StorageFailed { shard, error }) => {
+                return Err(ServerError::Storage {
+                    shard,
+                    message: error,
+                });
             }
             Ok(Event::Exited { shard, result }) => {
                 return Err(result
@@ -284,7 +384,9 @@ fn await_stop(inbox: &flume::Receiver<Event>) -> Result<(), ServerError> {
                     .err()
                     .map_or(ServerError::ShardStopped { shard }, ServerError::Executor));
             }
-            Ok(Event::Listening { .. } | Event::BindFailed { .. }) => {}
+            Ok(
+                Event::Listening { .. } | Event::BindFailed { .. } | Event::StorageFailed { .. },
+            ) => {}
             Err(flume::RecvError::Disconnected) => {
                 return Err(ServerError::ShardStopped { shard: 0 });
             }
@@ -312,7 +414,9 @@ fn await_exits(inbox: &flume::Receiver<Event>, mut running: usize) -> Result<(),
                     signal: signal.name(),
                 });
             }
-            Ok(Event::Listening { .. } | Event::BindFailed { .. }) => {}
+            Ok(
+                Event::Listening { .. } | Event::BindFailed { .. } | Event::StorageFailed { .. },
+            ) => {}
             Err(_) => {
                 let seconds = SHUTDOWN_DEADLINE.as_secs().max(1);
                 return Err(ServerError::ShutdownTimedOut { running, seconds });

@@ -173,6 +173,9 @@ pub struct StorageSection {
     pub durability: Durability,
     /// Block cache of all shards together (each shard gets an equal part).
     pub cache_bytes: Positive,
+    /// At start-up, skip (and log) records that cannot be decoded instead of refusing to
+    /// start. For recovering a damaged data directory; off by default.
+    pub skip_corrupt: bool,
 }
 
 impl Default for StorageSection {
@@ -180,6 +183,7 @@ impl Default for StorageSection {
         Self {
             durability: Durability::Process,
             cache_bytes: Positive::constant(64 * 1024 * 1024),
+            skip_corrupt: false,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! Keeping glommio behind this module keeps a move to the community fork (or another runtime)
 //! a local change.
 
+pub mod clock;
 pub mod executors;
 pub mod mesh;
+pub mod notify;
 pub mod preflight;
 pub mod reuseport;
 pub mod shutdown;
@@ -13,6 +15,7 @@ pub mod timer;
 
 pub use executors::{ExecutorError, ExecutorPlan, ShardThread, spawn_blocking, start_shards};
 pub use mesh::{MeshEndpoint, MeshSendError, build_mesh};
+pub use notify::Notify;
 pub use preflight::{Demand, HostFacts, PreflightError};
 pub use reuseport::{BindError, ShardBind, bind_plan, probe_port_free};
 pub use shutdown::{
