@@ -148,7 +148,7 @@ impl Outcome {
             Outcome::Enqueue(results) => Outcome::Enqueue(
                 results
                     .into_iter()
-                    .map(|r| r.and_then(|_| Err(EnqueueError::Storage(Poisoned))))
+                    .map(|r| r.and(Err(EnqueueError::Storage(Poisoned))))
                     .collect(),
             ),
             Outcome::Ack(results) => Outcome::Ack(

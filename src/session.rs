@@ -460,7 +460,10 @@ impl Session {
                 Err(ReadFailure::Closed) => return End::Closed,
                 Err(ReadFailure::Shutdown) => return End::Shutdown,
                 Err(ReadFailure::Timeout) => return End::Failed("frame not completed in time"),
-                Err(ReadFailure::Io(_)) => return End::Failed("socket read failed"),
+                Err(ReadFailure::Io(error)) => {
+                    tracing::debug!(%error, "socket read failed");
+                    return End::Failed("socket read failed");
+                }
                 Err(ReadFailure::Frame(error)) => {
                     tracing::info!(%error, "closing connection: invalid frame");
                     return End::Failed("invalid frame");

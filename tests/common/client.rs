@@ -75,6 +75,15 @@ impl Client {
         id
     }
 
+    /// Sends `request` with a fresh id; `None` when the socket is closed.
+    pub fn try_send(&mut self, request: &Request) -> Option<u32> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut out = BytesMut::new();
+        request.encode(id, &mut out).unwrap();
+        self.stream.write_all(&out).ok().map(|()| id)
+    }
+
     /// Sends `request` with `id`.
     pub fn send_with_id(&mut self, id: u32, request: &Request) {
         let mut out = BytesMut::new();
