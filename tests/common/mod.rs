@@ -129,6 +129,12 @@ impl TestServer {
         self.process.pid
     }
 
+    /// Waits (at most [`START_LIMIT`]) until a stderr line contains `text`.
+    pub fn wait_for_log(&mut self, text: &str) -> bool {
+        self.process.stderr().contains(text)
+            || self.process.wait_for_line(text, START_LIMIT).is_some()
+    }
+
     /// Every stderr line so far, joined.
     pub fn stderr(&self) -> String {
         self.process.stderr()
@@ -203,7 +209,10 @@ impl Process {
             .arg(data_dir)
             .arg("--no-pin-cores")
             .args(&options.args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("FILA_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
