@@ -81,6 +81,11 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     for key in &config.ignored_cluster_keys {
         tracing::warn!(key = %format!("cluster.{key}"), "ignoring [cluster] setting: clustering is not supported by this server");
     }
+    if config.storage.durability == Durability::None {
+        tracing::warn!(
+            "storage.durability = \"none\": acknowledged messages can be lost if the broker crashes; use this for benchmarks only"
+        );
+    }
     let host = HostFacts::read();
     tracing::info!("host: {}", host.summary());
     let default_shards = NonZeroUsize::new(host.cpus.len()).unwrap_or(NonZeroUsize::MIN);

@@ -63,3 +63,11 @@ fn data_dir_flag_beats_the_environment() {
     assert!(!env_dir.exists());
     assert!(server.data_dir().join("meta.toml").is_file());
 }
+
+#[test]
+fn durability_none_is_named_loudly_at_start() {
+    let options = ServerOptions::shards(1).with_config("[storage]\ndurability = \"none\"\n");
+    let mut server = TestServer::start_with(options);
+    assert!(server.wait_for_log("use this for benchmarks only"));
+    assert!(server.stderr().contains("durability none"));
+}
