@@ -19,3 +19,23 @@ fmt:
 # Replay the seeded shard simulation: `just sim 42` (one seed), `just sim 42 100000` (more steps).
 sim seed="1" steps="20000":
     FILA_SIM_SEED={{seed}} FILA_SIM_STEPS={{steps}} cargo test -p fila-shard --test sim -- --nocapture
+
+# Start the broker with the defaults (0.0.0.0:5555, data in ./data).
+serve *args:
+    cargo run --release --bin fila-server -- {{args}}
+
+# Codec micro-benchmark: Enqueue and Delivery of 100 × 1 KiB, ns per message.
+bench-wire:
+    cargo bench -p fila-wire --bench codec
+
+# Shard core benchmarks: deliver+ack and enqueue cost per message (in-memory storage).
+bench-shard:
+    cargo bench -p fila-shard --bench shard
+
+# Storage benchmarks on fjall (durability modes, group commit, tombstones).
+bench-storage:
+    cargo bench -p fila-shard --bench storage
+
+# Fuzz the frame + body decoder (`cargo install cargo-fuzz` first); stable toolchain, no sanitizer.
+fuzz seconds="600":
+    cd wire/fuzz && cargo fuzz run decode -s none -- -max_total_time={{seconds}}
