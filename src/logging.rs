@@ -1,16 +1,20 @@
-//! Log output of `fila-server`: tracing to stderr, filtered by `RUST_LOG` (default `info`), with
+//! Log output of `fila-server`: tracing to stderr, filtered by `RUST_LOG` (default
+//! [`DEFAULT_FILTER`]: `info`, with the storage engine's routine messages at `warn`), with
 //! records of the `log` crate (glommio, fjall) bridged in. Colour only on a terminal.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// The filter when `RUST_LOG` is unset or invalid.
+pub const DEFAULT_FILTER: &str = "info,fjall=warn,lsm_tree=warn";
+
 /// Installs the subscriber. Call once, first thing in `main`.
 pub fn init() {
     let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
         Ok(filter) => (filter, None),
         Err(error) => (
-            EnvFilter::new("info"),
+            EnvFilter::new(DEFAULT_FILTER),
             std::env::var("RUST_LOG").ok().map(|value| (value, error)),
         ),
     };
@@ -23,6 +27,6 @@ pub fn init() {
         eprintln!("fila-server: logging not initialised: {error}");
     }
     if let Some((value, error)) = bad_filter.filter(|(value, _)| !value.is_empty()) {
-        tracing::warn!(%error, "RUST_LOG={value:?} is not a valid filter; logging at info");
+        tracing::warn!(%error, "RUST_LOG={value:?} is not a valid filter; logging at the default level");
     }
 }
