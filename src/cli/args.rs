@@ -167,6 +167,7 @@ pub enum ConfigCommand {
         /// Key.
         key: String,
         /// Value.
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Print a key's value.

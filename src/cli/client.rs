@@ -123,6 +123,12 @@ impl Connection {
         Ok(id)
     }
 
+    /// Ends subscription `subscription` (CancelConsume carries the Consume's request id; no
+    /// reply). Leases already taken stay valid on this connection.
+    pub fn cancel(&mut self, subscription: u32) -> Result<(), CliError> {
+        self.send_with_id(subscription, &Request::CancelConsume)
+    }
+
     fn send_with_id(&mut self, id: u32, request: &Request) -> Result<(), CliError> {
         let mut out = BytesMut::with_capacity(request.encoded_len());
         request

@@ -811,6 +811,11 @@ fn consume(
             break;
         };
         count += 1;
+        if count == options.count {
+            // Stop deliveries before settling the last one, so a nacked (retried) message is
+            // not delivered to us again only to be released when we exit.
+            connection.cancel(subscription)?;
+        }
         connection.set_read_limit(Some(REPLY_LIMIT))?;
         let settled = settle(&mut connection, &message, &options.settle)?;
         if output == Output::Json {
