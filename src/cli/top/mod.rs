@@ -75,6 +75,8 @@ struct App {
     sampler: Sampler,
     snapshot: Snapshot,
     last_sample: Option<Instant>,
+    /// The selection is the queue named on the command line (until Up/Down changes it).
+    pinned: bool,
 }
 
 impl App {
@@ -92,10 +94,11 @@ impl App {
             snapshot: Snapshot {
                 addr: target.addr.clone(),
                 interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-                selected: queue,
+                selected: queue.clone(),
                 ..Snapshot::default()
             },
             last_sample: None,
+            pinned: queue.is_some(),
         }
     }
 
@@ -150,6 +153,7 @@ impl App {
             None => 0,
         };
         self.snapshot.selected = names.get(index).map(|n| (*n).to_owned());
+        self.pinned = false;
         self.snapshot.detail = None;
         self.snapshot.detail_error = None;
     }
@@ -204,6 +208,16 @@ impl App {
             }
         };
         queues.sort_by(|a, b| a.name.cmp(&b.name));
+        // A queue named on the command line stays selected (its detail then says it does not
+        // exist); one picked from the list is replaced when it disappears.
+        let gone = self
+            .snapshot
+            .selected
+            .as_deref()
+            .is_some_and(|s| !queues.iter().any(|q| &*q.name == s));
+        if gone && !self.pinned {
+            self.snapshot.selected = None;
+        }
         if self.snapshot.selected.is_none() {
             self.snapshot.selected = queues.first().map(|q| q.name.to_string());
         }
