@@ -670,3 +670,240 @@ fn addr_accepts_a_url_prefix_and_api_key_is_sent_in_the_handshake() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "Created queue \"q\"\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output the real server cannot produce yet (API keys, cluster columns, bare error codes): a
+// scripted stand-in server that answers the handshake with `hello` and each request, in turn,
+// with the next of `replies`.
+
+fn scripted_server(hello: fila_wire::Response, replies: Vec<fila_wire::Response>) -> String {
+    use bytes::BytesMut;
+    use fila_wire::FrameDecoder;
+    use std::io::Read;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = BytesMut::new();
+        let mut decoder = FrameDecoder::new();
+        let mut replies = std::iter::once(hello).chain(replies);
+        loop {
+            let frame = loop {
+                if let Some(frame) = decoder.decode(&mut buf).unwrap() {
+                    break frame;
+                }
+                let mut chunk = [0_u8; 4096];
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let Some(reply) = replies.next() else { return };
+            let mut out = BytesMut::new();
+            reply.encode(frame.request_id, &mut out).unwrap();
+            stream.write_all(&out).unwrap();
+        }
+    });
+    addr
+}
+
+fn hello() -> fila_wire::Response {
+    fila_wire::Response::HandshakeOk(fila_wire::HandshakeOk {
+        negotiated_version: 1,
+        node_id: 0,
+        max_frame_size: 16 * 1024 * 1024,
+    })
+}
+
+fn scripted(args: &[&str], reply: fila_wire::Response) -> Run {
+    let addr = scripted_server(hello(), vec![reply]);
+    run_at(&addr, args, None)
+}
+
+#[test]
+fn auth_output_once_the_server_supports_keys() {
+    use fila_wire::{ApiKeyInfo, ErrorCode, Permission, Response};
+    let id = "7d0f6f52-3f0e-4c7b-9a53-2f1d8c0e9b11";
+    let out = scripted(
+        &["auth", "create", "--name", "ci", "--superadmin"],
+        Response::CreateApiKeyResult {
+            error_code: ErrorCode::Ok,
+            key_id: id.into(),
+            key: "0123456789abcdef0123456789abcdef".into(),
+            is_superadmin: true,
+        },
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "Created API key \"ci\"\nKey ID:     {id}\nToken:      0123456789abcdef0123456789abcdef\nSuperadmin: yes\nThe token is shown only once; store it now.\n"
+        )
+    );
+    let out = scripted(
+        &["auth", "revoke", id],
+        Response::RevokeApiKeyResult {
+            error_code: ErrorCode::Ok,
+        },
+    );
+    assert_eq!(out.stdout, format!("Revoked API key \"{id}\"\n"));
+    let out = scripted(
+        &["auth", "revoke", "nope"],
+        Response::RevokeApiKeyResult {
+            error_code: ErrorCode::ApiKeyNotFound,
+        },
+    );
+    assert_eq!(
+        assert_error(&out, &["auth", "revoke"]),
+        "Error: no API key has id \"nope\""
+    );
+    let keys = vec![
+        ApiKeyInfo {
+            key_id: id.into(),
+            name: "ci".into(),
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: 0,
+            is_superadmin: true,
+        },
+        ApiKeyInfo {
+            key_id: "k2".into(),
+            name: "reader".into(),
+            created_at_ms: 1_700_000_000_001,
+            expires_at_ms: 1_900_000_000_000,
+            is_superadmin: false,
+        },
+    ];
+    let out = scripted(
+        &["auth", "list"],
+        Response::ListApiKeysResult {
+            error_code: ErrorCode::Ok,
+            keys: keys.clone(),
+        },
+    );
+    assert_eq!(
+        rows(&out.stdout),
+        vec![
+            vec!["ID", "NAME", "CREATED_AT_MS", "EXPIRES_AT_MS", "SUPERADMIN"],
+            vec![id, "ci", "1700000000000", "never", "yes"],
+            vec!["k2", "reader", "1700000000001", "1900000000000", "no"],
+        ]
+    );
+    let out = scripted(
+        &["--output", "json", "auth", "list"],
+        Response::ListApiKeysResult {
+            error_code: ErrorCode::Ok,
+            keys,
+        },
+    );
+    let value: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(value[1]["name"], "reader");
+    assert_eq!(value[1]["expires_at_ms"], 1_900_000_000_000_u64);
+    assert_eq!(value[0]["superadmin"], true);
+    let out = scripted(
+        &["auth", "list"],
+        Response::ListApiKeysResult {
+            error_code: ErrorCode::Ok,
+            keys: vec![],
+        },
+    );
+    assert_eq!(out.stdout, "No API keys found.\n");
+    let out = scripted(
+        &[
+            "auth",
+            "acl",
+            "set",
+            "k2",
+            "--perm",
+            "produce:orders",
+            "--perm",
+            "consume:orders.*",
+        ],
+        Response::SetAclResult {
+            error_code: ErrorCode::Ok,
+        },
+    );
+    assert_eq!(out.stdout, "Set 2 permission(s) on API key \"k2\"\n");
+    let out = scripted(
+        &["auth", "acl", "get", "k2"],
+        Response::GetAclResult {
+            error_code: ErrorCode::Ok,
+            key_id: "k2".into(),
+            is_superadmin: false,
+            permissions: vec![Permission {
+                kind: "produce".into(),
+                pattern: "orders".into(),
+            }],
+        },
+    );
+    assert_eq!(
+        out.stdout,
+        "API key \"k2\"\nSuperadmin: no\nKIND     PATTERN\nproduce  orders\n"
+    );
+}
+
+#[test]
+fn cluster_columns_bare_codes_and_a_rejected_key() {
+    use fila_wire::{ErrorCode, QueueSummary, Response};
+    let out = scripted(
+        &["queue", "list"],
+        Response::ListQueuesResult {
+            error_code: ErrorCode::Ok,
+            cluster_node_count: 3,
+            queues: vec![QueueSummary {
+                name: "orders".into(),
+                depth: 4,
+                in_flight: 1,
+                active_consumers: 2,
+                leader_node_id: 2,
+            }],
+        },
+    );
+    assert_eq!(
+        rows(&out.stdout),
+        vec![
+            vec!["NAME", "DEPTH", "IN_FLIGHT", "CONSUMERS", "LEADER"],
+            vec!["orders", "4", "1", "2", "2"],
+        ]
+    );
+    // An Error frame without text gets the code's fixed sentence.
+    let out = scripted(
+        &["config", "get", "k"],
+        Response::error(ErrorCode::ChannelFull, ""),
+    );
+    assert_eq!(
+        assert_error(&out, &["config", "get"]),
+        "Error: the server is overloaded; try again shortly"
+    );
+    let out = scripted(
+        &["queue", "create", "q"],
+        Response::CreateQueueResult {
+            error_code: ErrorCode::StorageError,
+            queue_id: "".into(),
+        },
+    );
+    assert_eq!(
+        assert_error(&out, &["queue", "create"]),
+        "Error: the server's storage failed; see the server log"
+    );
+    // A handshake refused for the API key.
+    let addr = scripted_server(
+        Response::error(ErrorCode::Unauthorized, "invalid api key"),
+        vec![],
+    );
+    let out = run_at(&addr, &["--api-key", "wrong", "queue", "list"], None);
+    assert_eq!(
+        assert_error(&out, &["queue", "list"]),
+        "Error: the server rejected the API key (missing, unknown or expired); pass a valid one with --api-key"
+    );
+    // Something that is not a Fila server.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    let out = run_at(&addr, &["queue", "list"], None);
+    let line = assert_error(&out, &["queue", "list"]);
+    assert!(line.contains("is that a Fila server?"), "{line}");
+}
