@@ -105,8 +105,8 @@ pub enum Command {
     Consume {
         /// Queue to receive from.
         queue: String,
-        /// How many messages to receive.
-        #[arg(long, default_value_t = 1)]
+        /// How many messages to receive (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
         /// Ack each message after printing it.
         #[arg(long, conflicts_with = "nack")]
