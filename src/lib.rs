@@ -7,6 +7,7 @@
 //! `connection` (the handler seam). `data_dir` owns the on-disk directory and its lock.
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod data_dir;

@@ -1,0 +1,229 @@
+//! The command line of `fila` (clap derive): global connection flags and the command tree.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The admin and debugging CLI of the Fila broker.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fila",
+    version,
+    about = "Admin and debugging CLI of the Fila message broker"
+)]
+pub struct Cli {
+    /// Connection flags.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Server address, host:port (a leading http:// or https:// is ignored).
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        default_value = "localhost:5555"
+    )]
+    pub addr: String,
+    /// Connect with TLS (not supported by the server yet).
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// CA certificate for TLS (not supported by the server yet).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// Client certificate for mTLS, with --tls-key (not supported by the server yet).
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key for mTLS, with --tls-cert (not supported by the server yet).
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// API key sent in the handshake.
+    #[arg(long, global = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Output format of read commands.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+impl Global {
+    /// True when any TLS flag was given.
+    pub fn wants_tls(&self) -> bool {
+        self.tls || self.tls_ca_cert.is_some() || self.tls_cert.is_some() || self.tls_key.is_some()
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Lines and aligned tables for people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// The command tree.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, delete, list and inspect queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Runtime configuration (key/value; `throttle.<name>` = "<rate_per_second>,<burst>").
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Move messages from a dead-letter queue back to its parent queue.
+    Redrive {
+        /// The dead-letter queue (its name ends in .dlq).
+        dlq: String,
+        /// Most messages to move; 0 moves all.
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
+    /// API keys and their permissions.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Enqueue one message and print its id.
+    Enqueue {
+        /// Target queue.
+        queue: String,
+        /// A header, key=value; repeat for more.
+        #[arg(long = "header", value_name = "KEY=VALUE")]
+        headers: Vec<String>,
+        /// Payload text.
+        #[arg(long, conflicts_with = "file")]
+        payload: Option<String>,
+        /// Read the payload from a file.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Receive messages and print them; optionally ack or nack each one.
+    Consume {
+        /// Queue to receive from.
+        queue: String,
+        /// How many messages to receive (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// Ack each message after printing it.
+        #[arg(long, conflicts_with = "nack")]
+        ack: bool,
+        /// Nack each message with this error text after printing it.
+        #[arg(long, value_name = "ERROR")]
+        nack: Option<String>,
+        /// Stop when no message arrives for this long (default: wait forever).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+    },
+    /// Live view of queues, fairness keys and throttles (q or Ctrl-C quits).
+    Top {
+        /// Queue to show in detail (default: the first one; Up/Down selects).
+        queue: Option<String>,
+        /// Refresh interval in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval_ms: u64,
+    },
+}
+
+/// `fila queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Create a queue (and its NAME.dlq).
+    Create {
+        /// Queue name.
+        name: String,
+        /// on_enqueue hook: Lua source, or @path to read a file.
+        #[arg(long, value_name = "LUA")]
+        on_enqueue: Option<String>,
+        /// on_failure hook: Lua source, or @path to read a file.
+        #[arg(long, value_name = "LUA")]
+        on_failure: Option<String>,
+        /// Lease length in milliseconds (0 = server default, 30000).
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        visibility_timeout: u64,
+    },
+    /// Delete a queue (and its automatic NAME.dlq).
+    Delete {
+        /// Queue name.
+        name: String,
+    },
+    /// List queues.
+    List,
+    /// Show one queue's statistics.
+    Inspect {
+        /// Queue name.
+        name: String,
+    },
+}
+
+/// `fila config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set a key (an empty value deletes it).
+    Set {
+        /// Key.
+        key: String,
+        /// Value.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Print a key's value.
+    Get {
+        /// Key.
+        key: String,
+    },
+    /// List keys and values.
+    List {
+        /// Only keys starting with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+}
+
+/// `fila auth ...`
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Create an API key; prints its id and token (shown only once).
+    Create {
+        /// Label.
+        #[arg(long)]
+        name: String,
+        /// Expiry, Unix milliseconds (default: never).
+        #[arg(long, value_name = "UNIX_MS", default_value_t = 0)]
+        expires_at: u64,
+        /// The key bypasses every permission check.
+        #[arg(long)]
+        superadmin: bool,
+    },
+    /// Revoke an API key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+    /// List API keys (never their tokens).
+    List,
+    /// Permissions of an API key.
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+/// `fila auth acl ...`
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Replace a key's permissions.
+    Set {
+        /// Key id.
+        id: String,
+        /// KIND:PATTERN, KIND one of produce, consume, admin; PATTERN `*`, a queue, or `prefix.*`.
+        #[arg(long = "perm", value_name = "KIND:PATTERN", required = true, num_args = 1..)]
+        perms: Vec<String>,
+    },
+    /// Show a key's permissions.
+    Get {
+        /// Key id.
+        id: String,
+    },
+}

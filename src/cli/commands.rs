@@ -1,0 +1,968 @@
+//! The commands: each opens one connection, sends its request(s), and writes the exact lines
+//! of `compat.md` §CLI (or one JSON document with `--output json`) to `out`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fila_wire::{
+    AckItem, ApiKeyInfo, CreateQueue, DeliveryMessage, EnqueueMessage, ErrorCode, NackItem,
+    Permission, QueueStats, Request, Response,
+};
+use serde_json::{Value, json};
+
+use crate::cli::args::{AclCommand, AuthCommand, Command, ConfigCommand, Output, QueueCommand};
+use crate::cli::client::{Connection, REPLY_LIMIT, Target};
+use crate::cli::error::{CliError, phrase};
+use crate::cli::table::Table;
+
+/// Runs one command (not `top`, which owns the terminal) against `target`.
+pub fn run(
+    command: Command,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match command {
+        Command::Queue(command) => queue(command, target, output, out),
+        Command::Config(command) => config(command, target, output, out),
+        Command::Redrive { dlq, count } => redrive(&dlq, count, target, out),
+        Command::Auth(command) => auth(command, target, output, out),
+        Command::Enqueue {
+            queue,
+            headers,
+            payload,
+            file,
+        } => enqueue(
+            &queue,
+            &headers,
+            payload.as_deref(),
+            file.as_deref(),
+            target,
+            output,
+            out,
+        ),
+        Command::Consume {
+            queue,
+            count,
+            ack,
+            nack,
+            timeout_ms,
+        } => {
+            let settle = match (ack, nack) {
+                (true, _) => Settle::Ack,
+                (false, Some(error)) => Settle::Nack(error),
+                (false, None) => Settle::Leave,
+            };
+            let options = ConsumeOptions {
+                count,
+                settle,
+                idle: timeout_ms.map(Duration::from_millis),
+            };
+            consume(&queue, &options, target, output, out)
+        }
+        Command::Top { queue, interval_ms } => {
+            crate::cli::top::run(target, queue, Duration::from_millis(interval_ms.max(100)))
+        }
+    }
+}
+
+/// The reply was not the one this request gets.
+fn unexpected(response: &Response) -> CliError {
+    match response {
+        Response::Error { code, message, .. } => CliError::server(*code, message),
+        other => CliError::Protocol(format!("unexpected {:?} reply", other.opcode())),
+    }
+}
+
+fn queue_missing(name: &str) -> CliError {
+    CliError::sentence(format!("queue \"{name}\" does not exist"))
+}
+
+/// An Error frame about a named queue, with the queue in the sentence where the code allows.
+fn queue_error(name: &str, code: ErrorCode, message: &str) -> CliError {
+    match code {
+        ErrorCode::QueueNotFound => queue_missing(name),
+        _ => CliError::server(code, message),
+    }
+}
+
+fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// queue
+
+fn queue(
+    command: QueueCommand,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match command {
+        QueueCommand::Create {
+            name,
+            on_enqueue,
+            on_failure,
+            visibility_timeout,
+        } => {
+            let on_enqueue = on_enqueue.as_deref().map(lua_source).transpose()?;
+            let on_failure = on_failure.as_deref().map(lua_source).transpose()?;
+            let mut connection = Connection::open(target)?;
+            let reply = connection.call(&Request::CreateQueue(CreateQueue {
+                name: name.as_str().into(),
+                on_enqueue_script: on_enqueue.map(Into::into),
+                on_failure_script: on_failure.map(Into::into),
+                visibility_timeout_ms: visibility_timeout,
+            }))?;
+            match reply {
+                Response::CreateQueueResult {
+                    error_code: ErrorCode::Ok,
+                    ..
+                } => {
+                    writeln!(out, "Created queue \"{name}\"")?;
+                    Ok(())
+                }
+                Response::CreateQueueResult {
+                    error_code: ErrorCode::QueueAlreadyExists,
+                    ..
+                } => Err(CliError::sentence(format!(
+                    "queue \"{name}\" already exists"
+                ))),
+                Response::CreateQueueResult {
+                    error_code: ErrorCode::LuaCompilationError,
+                    queue_id,
+                } => Err(CliError::sentence(format!(
+                    "the Lua script does not compile: {}",
+                    queue_id.trim()
+                ))),
+                Response::CreateQueueResult { error_code, .. } => {
+                    Err(CliError::server(error_code, ""))
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        QueueCommand::Delete { name } => {
+            let mut connection = Connection::open(target)?;
+            let reply = connection.call(&Request::DeleteQueue {
+                queue: name.as_str().into(),
+            })?;
+            match reply {
+                Response::DeleteQueueResult {
+                    error_code: ErrorCode::Ok,
+                } => {
+                    writeln!(out, "Deleted queue \"{name}\"")?;
+                    Ok(())
+                }
+                Response::DeleteQueueResult { error_code } => {
+                    Err(queue_error(&name, error_code, ""))
+                }
+                Response::Error { code, message, .. } => Err(queue_error(&name, code, &message)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        QueueCommand::List => {
+            let mut connection = Connection::open(target)?;
+            let (cluster_nodes, queues) = match connection.call(&Request::ListQueues)? {
+                Response::ListQueuesResult {
+                    error_code: ErrorCode::Ok,
+                    cluster_node_count,
+                    queues,
+                } => (cluster_node_count, queues),
+                Response::ListQueuesResult { error_code, .. } => {
+                    return Err(CliError::server(error_code, ""));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            if output == Output::Json {
+                let rows: Vec<Value> = queues
+                    .iter()
+                    .map(|q| {
+                        json!({
+                            "name": &*q.name,
+                            "depth": q.depth,
+                            "in_flight": q.in_flight,
+                            "consumers": q.active_consumers,
+                            "leader_node_id": q.leader_node_id,
+                        })
+                    })
+                    .collect();
+                return print_json(out, &Value::Array(rows));
+            }
+            if queues.is_empty() {
+                writeln!(out, "No queues found.")?;
+                return Ok(());
+            }
+            let clustered = cluster_nodes > 0;
+            let mut header = vec!["NAME", "DEPTH", "IN_FLIGHT", "CONSUMERS"];
+            if clustered {
+                header.push("LEADER");
+            }
+            let mut table = Table::new(&header);
+            for q in &queues {
+                let mut row = vec![
+                    q.name.to_string(),
+                    q.depth.to_string(),
+                    q.in_flight.to_string(),
+                    q.active_consumers.to_string(),
+                ];
+                if clustered {
+                    row.push(q.leader_node_id.to_string());
+                }
+                table.row(row);
+            }
+            write!(out, "{}", table.render())?;
+            Ok(())
+        }
+        QueueCommand::Inspect { name } => {
+            let mut connection = Connection::open(target)?;
+            let stats = match connection.call(&Request::GetStats {
+                queue: name.as_str().into(),
+            })? {
+                Response::GetStatsResult(stats) => stats,
+                Response::Error { code, message, .. } => {
+                    return Err(queue_error(&name, code, &message));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            if output == Output::Json {
+                return print_json(out, &stats_json(&name, &stats));
+            }
+            write!(out, "{}", inspect_text(&name, &stats))?;
+            Ok(())
+        }
+    }
+}
+
+/// `queue inspect` as text: the summary lines, then the fairness and throttle tables.
+pub fn inspect_text(name: &str, stats: &QueueStats) -> String {
+    let mut text = format!(
+        "Queue \"{name}\"\n\
+         Depth:        {}\n\
+         In flight:    {}\n\
+         Active keys:  {}\n\
+         Consumers:    {}\n\
+         Quantum:      {}\n",
+        stats.depth,
+        stats.in_flight,
+        stats.active_fairness_keys,
+        stats.active_consumers,
+        stats.quantum,
+    );
+    if stats.leader_node_id != 0 || stats.replication_count != 0 {
+        text.push_str(&format!(
+            "Leader:       {}\nReplicas:     {}\n",
+            stats.leader_node_id, stats.replication_count
+        ));
+    }
+    text.push('\n');
+    if stats.per_key_stats.is_empty() {
+        text.push_str("Fairness keys: none\n");
+    } else {
+        text.push_str("Fairness keys:\n");
+        let mut table = Table::new(&["KEY", "PENDING", "DEFICIT", "WEIGHT"]);
+        for key in &stats.per_key_stats {
+            table.row(vec![
+                key.key.to_string(),
+                key.pending_count.to_string(),
+                key.current_deficit.to_string(),
+                key.weight.to_string(),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
+    text.push('\n');
+    if stats.per_throttle_stats.is_empty() {
+        text.push_str("Throttle keys: none\n");
+    } else {
+        text.push_str("Throttle keys:\n");
+        let mut table = Table::new(&["KEY", "TOKENS", "RATE_PER_SECOND", "BURST"]);
+        for throttle in &stats.per_throttle_stats {
+            table.row(vec![
+                throttle.key.to_string(),
+                number(throttle.tokens),
+                number(throttle.rate_per_second),
+                number(throttle.burst),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
+    text
+}
+
+/// A float for a table: integers without decimals, others with two.
+pub fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn stats_json(name: &str, stats: &QueueStats) -> Value {
+    json!({
+        "name": name,
+        "depth": stats.depth,
+        "in_flight": stats.in_flight,
+        "active_fairness_keys": stats.active_fairness_keys,
+        "active_consumers": stats.active_consumers,
+        "quantum": stats.quantum,
+        "leader_node_id": stats.leader_node_id,
+        "replication_count": stats.replication_count,
+        "fairness_keys": stats.per_key_stats.iter().map(|k| json!({
+            "key": &*k.key,
+            "pending": k.pending_count,
+            "deficit": k.current_deficit,
+            "weight": k.weight,
+        })).collect::<Vec<_>>(),
+        "throttle_keys": stats.per_throttle_stats.iter().map(|t| json!({
+            "key": &*t.key,
+            "tokens": t.tokens,
+            "rate_per_second": t.rate_per_second,
+            "burst": t.burst,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A hook argument: Lua source, or `@path` to read the source from a file.
+fn lua_source(argument: &str) -> Result<String, CliError> {
+    match argument.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::Input(format!("cannot read the Lua script \"{path}\": {e}"))),
+        None => Ok(argument.to_owned()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// config
+
+fn config(
+    command: ConfigCommand,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut connection = Connection::open(target)?;
+    match command {
+        ConfigCommand::Set { key, value } => {
+            let reply = connection.call(&Request::SetConfig {
+                key: key.as_str().into(),
+                value: value.as_str().into(),
+            })?;
+            match reply {
+                Response::SetConfigResult {
+                    error_code: ErrorCode::Ok,
+                } => {
+                    writeln!(out, "Set \"{key}\" = \"{value}\"")?;
+                    Ok(())
+                }
+                Response::SetConfigResult {
+                    error_code: ErrorCode::InvalidConfigValue,
+                } => Err(CliError::sentence(invalid_value(&key, &value))),
+                Response::SetConfigResult { error_code } => Err(CliError::server(error_code, "")),
+                other => Err(unexpected(&other)),
+            }
+        }
+        ConfigCommand::Get { key } => {
+            let value = match connection.call(&Request::GetConfig {
+                key: key.as_str().into(),
+            })? {
+                Response::GetConfigResult {
+                    error_code: ErrorCode::Ok,
+                    value,
+                } => value,
+                Response::GetConfigResult { error_code, .. } => {
+                    return Err(CliError::server(error_code, ""));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            if output == Output::Json {
+                let value = if value.is_empty() {
+                    Value::Null
+                } else {
+                    Value::from(&*value)
+                };
+                return print_json(out, &json!({ "key": key, "value": value }));
+            }
+            if value.is_empty() {
+                writeln!(out, "(not set)")?;
+            } else {
+                writeln!(out, "{key}: {value}")?;
+            }
+            Ok(())
+        }
+        ConfigCommand::List { prefix } => {
+            let entries = match connection.call(&Request::ListConfig {
+                prefix: prefix.as_str().into(),
+            })? {
+                Response::ListConfigResult {
+                    error_code: ErrorCode::Ok,
+                    entries,
+                } => entries,
+                Response::ListConfigResult { error_code, .. } => {
+                    return Err(CliError::server(error_code, ""));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            if output == Output::Json {
+                let rows: Vec<Value> = entries
+                    .iter()
+                    .map(|e| json!({ "key": &*e.key, "value": &*e.value }))
+                    .collect();
+                return print_json(out, &Value::Array(rows));
+            }
+            if entries.is_empty() {
+                writeln!(out, "No config entries found.")?;
+                return Ok(());
+            }
+            let mut table = Table::new(&["KEY", "VALUE"]);
+            for entry in &entries {
+                table.row(vec![entry.key.to_string(), entry.value.to_string()]);
+            }
+            write!(out, "{}", table.render())?;
+            Ok(())
+        }
+    }
+}
+
+fn invalid_value(key: &str, value: &str) -> String {
+    if key.starts_with("throttle.") {
+        format!(
+            "invalid value \"{value}\" for \"{key}\": a throttle takes \"<rate_per_second>,<burst>\", two finite numbers >= 0 (e.g. \"10,100\"), and a name after \"throttle.\""
+        )
+    } else {
+        format!("invalid value \"{value}\" for \"{key}\"")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// redrive
+
+fn redrive(dlq: &str, count: u64, target: &Target, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut connection = Connection::open(target)?;
+    let reply = connection.call(&Request::Redrive {
+        dlq_queue: dlq.into(),
+        count,
+    })?;
+    match reply {
+        Response::RedriveResult {
+            error_code: ErrorCode::Ok,
+            redriven,
+        } => {
+            writeln!(
+                out,
+                "Redrive complete: {redriven} message(s) moved from \"{dlq}\""
+            )?;
+            Ok(())
+        }
+        Response::RedriveResult { error_code, .. } => Err(redrive_error(dlq, error_code, "")),
+        Response::Error { code, message, .. } => Err(redrive_error(dlq, code, &message)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn redrive_error(dlq: &str, code: ErrorCode, message: &str) -> CliError {
+    match code {
+        ErrorCode::QueueNotFound => queue_missing(dlq),
+        ErrorCode::NotADLQ => CliError::sentence(format!(
+            "queue \"{dlq}\" is not a dead-letter queue (redrive takes a name ending in .dlq)"
+        )),
+        ErrorCode::ParentQueueNotFound => {
+            let parent = dlq.strip_suffix(".dlq").unwrap_or(dlq);
+            CliError::sentence(format!(
+                "the parent queue \"{parent}\" of \"{dlq}\" does not exist"
+            ))
+        }
+        _ => CliError::server(code, message),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// auth
+
+fn auth(
+    command: AuthCommand,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    // Parse local input before connecting, so a typo never needs a server.
+    let permissions = match &command {
+        AuthCommand::Acl(AclCommand::Set { perms, .. }) => perms
+            .iter()
+            .map(|p| parse_permission(p))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    let mut connection = Connection::open(target)?;
+    match command {
+        AuthCommand::Create {
+            name,
+            expires_at,
+            superadmin,
+        } => {
+            let reply = connection.call(&Request::CreateApiKey {
+                name: name.as_str().into(),
+                expires_at_ms: expires_at,
+                is_superadmin: superadmin,
+            })?;
+            match reply {
+                Response::CreateApiKeyResult {
+                    error_code: ErrorCode::Ok,
+                    key_id,
+                    key,
+                    is_superadmin,
+                } => {
+                    write!(
+                        out,
+                        "{}",
+                        created_key_text(&name, &key_id, &key, is_superadmin)
+                    )?;
+                    Ok(())
+                }
+                Response::CreateApiKeyResult { error_code, .. } => {
+                    Err(CliError::server(error_code, ""))
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        AuthCommand::Revoke { id } => {
+            let reply = connection.call(&Request::RevokeApiKey {
+                key_id: id.as_str().into(),
+            })?;
+            match reply {
+                Response::RevokeApiKeyResult {
+                    error_code: ErrorCode::Ok,
+                } => {
+                    writeln!(out, "Revoked API key \"{id}\"")?;
+                    Ok(())
+                }
+                Response::RevokeApiKeyResult { error_code } => Err(key_error(&id, error_code)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        AuthCommand::List => {
+            let keys = match connection.call(&Request::ListApiKeys)? {
+                Response::ListApiKeysResult {
+                    error_code: ErrorCode::Ok,
+                    keys,
+                } => keys,
+                Response::ListApiKeysResult { error_code, .. } => {
+                    return Err(CliError::server(error_code, ""));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            if output == Output::Json {
+                return print_json(out, &keys_json(&keys));
+            }
+            write!(out, "{}", keys_text(&keys))?;
+            Ok(())
+        }
+        AuthCommand::Acl(AclCommand::Set { id, .. }) => {
+            let count = permissions.len();
+            let reply = connection.call(&Request::SetAcl {
+                key_id: id.as_str().into(),
+                permissions,
+            })?;
+            match reply {
+                Response::SetAclResult {
+                    error_code: ErrorCode::Ok,
+                } => {
+                    writeln!(out, "Set {count} permission(s) on API key \"{id}\"")?;
+                    Ok(())
+                }
+                Response::SetAclResult { error_code } => Err(key_error(&id, error_code)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        AuthCommand::Acl(AclCommand::Get { id }) => {
+            let (is_superadmin, permissions) = match connection.call(&Request::GetAcl {
+                key_id: id.as_str().into(),
+            })? {
+                Response::GetAclResult {
+                    error_code: ErrorCode::Ok,
+                    is_superadmin,
+                    permissions,
+                    ..
+                } => (is_superadmin, permissions),
+                Response::GetAclResult { error_code, .. } => {
+                    return Err(key_error(&id, error_code));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            if output == Output::Json {
+                return print_json(out, &acl_json(&id, is_superadmin, &permissions));
+            }
+            write!(out, "{}", acl_text(&id, is_superadmin, &permissions))?;
+            Ok(())
+        }
+    }
+}
+
+fn key_error(id: &str, code: ErrorCode) -> CliError {
+    match code {
+        ErrorCode::ApiKeyNotFound => CliError::sentence(format!("no API key has id \"{id}\"")),
+        _ => CliError::server(code, ""),
+    }
+}
+
+/// `KIND:PATTERN` → a permission; the kind is checked by the server.
+pub fn parse_permission(text: &str) -> Result<Permission, CliError> {
+    match text.split_once(':') {
+        Some((kind, pattern)) if !kind.is_empty() && !pattern.is_empty() => Ok(Permission {
+            kind: kind.into(),
+            pattern: pattern.into(),
+        }),
+        _ => Err(CliError::Input(format!(
+            "permission \"{text}\" is not KIND:PATTERN (e.g. produce:orders, consume:orders.*, admin:*)"
+        ))),
+    }
+}
+
+/// The lines printed once when a key is created.
+pub fn created_key_text(name: &str, key_id: &str, key: &str, superadmin: bool) -> String {
+    format!(
+        "Created API key \"{name}\"\n\
+         Key ID:     {key_id}\n\
+         Token:      {key}\n\
+         Superadmin: {}\n\
+         The token is shown only once; store it now.\n",
+        yes_no(superadmin)
+    )
+}
+
+/// `auth list` as text.
+pub fn keys_text(keys: &[ApiKeyInfo]) -> String {
+    if keys.is_empty() {
+        return "No API keys found.\n".to_owned();
+    }
+    let mut table = Table::new(&["ID", "NAME", "CREATED_AT_MS", "EXPIRES_AT_MS", "SUPERADMIN"]);
+    for key in keys {
+        table.row(vec![
+            key.key_id.to_string(),
+            key.name.to_string(),
+            key.created_at_ms.to_string(),
+            if key.expires_at_ms == 0 {
+                "never".to_owned()
+            } else {
+                key.expires_at_ms.to_string()
+            },
+            yes_no(key.is_superadmin).to_owned(),
+        ]);
+    }
+    table.render()
+}
+
+fn keys_json(keys: &[ApiKeyInfo]) -> Value {
+    Value::Array(
+        keys.iter()
+            .map(|k| {
+                json!({
+                    "id": &*k.key_id,
+                    "name": &*k.name,
+                    "created_at_ms": k.created_at_ms,
+                    "expires_at_ms": k.expires_at_ms,
+                    "superadmin": k.is_superadmin,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `auth acl get` as text.
+pub fn acl_text(id: &str, superadmin: bool, permissions: &[Permission]) -> String {
+    let mut text = format!("API key \"{id}\"\nSuperadmin: {}\n", yes_no(superadmin));
+    if permissions.is_empty() {
+        text.push_str("No permissions.\n");
+    } else {
+        let mut table = Table::new(&["KIND", "PATTERN"]);
+        for p in permissions {
+            table.row(vec![p.kind.to_string(), p.pattern.to_string()]);
+        }
+        text.push_str(&table.render());
+    }
+    text
+}
+
+fn acl_json(id: &str, superadmin: bool, permissions: &[Permission]) -> Value {
+    json!({
+        "id": id,
+        "superadmin": superadmin,
+        "permissions": permissions.iter().map(|p| json!({
+            "kind": &*p.kind,
+            "pattern": &*p.pattern,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
+
+// ---------------------------------------------------------------------------------------------
+// enqueue and consume
+
+fn enqueue(
+    queue: &str,
+    headers: &[String],
+    payload: Option<&str>,
+    file: Option<&Path>,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let headers = headers
+        .iter()
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+            _ => Err(CliError::Input(format!("header \"{h}\" is not KEY=VALUE"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let payload = match (payload, file) {
+        (Some(text), _) => Bytes::copy_from_slice(text.as_bytes()),
+        (None, Some(path)) => Bytes::from(
+            std::fs::read(path)
+                .map_err(|e| CliError::Input(format!("cannot read \"{}\": {e}", path.display())))?,
+        ),
+        (None, None) => {
+            let mut stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(CliError::Input(
+                    "no payload: give --payload TEXT or --file PATH, or pipe it on stdin"
+                        .to_owned(),
+                ));
+            }
+            let mut data = Vec::new();
+            stdin
+                .read_to_end(&mut data)
+                .map_err(|e| CliError::Input(format!("cannot read the payload from stdin: {e}")))?;
+            Bytes::from(data)
+        }
+    };
+    let mut connection = Connection::open(target)?;
+    let reply = connection.call(&Request::Enqueue {
+        messages: vec![EnqueueMessage {
+            queue: queue.into(),
+            headers,
+            payload,
+        }],
+    })?;
+    let result = match reply {
+        Response::EnqueueResult { results } => results
+            .into_iter()
+            .next()
+            .ok_or_else(|| CliError::Protocol("an EnqueueResult without a result".to_owned()))?,
+        Response::Error { code, message, .. } => return Err(queue_error(queue, code, &message)),
+        other => return Err(unexpected(&other)),
+    };
+    if result.error_code != ErrorCode::Ok {
+        return Err(queue_error(queue, result.error_code, ""));
+    }
+    if output == Output::Json {
+        return print_json(out, &json!({ "message_id": &*result.message_id }));
+    }
+    writeln!(out, "{}", result.message_id)?;
+    Ok(())
+}
+
+/// What to do with each consumed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Nack(String),
+    /// Neither: the lease is released when the connection closes (a failed attempt).
+    Leave,
+}
+
+#[derive(Debug)]
+struct ConsumeOptions {
+    count: u64,
+    settle: Settle,
+    /// Stop when no message arrives for this long; `None` waits forever.
+    idle: Option<Duration>,
+}
+
+fn consume(
+    queue: &str,
+    options: &ConsumeOptions,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut connection = Connection::open(target)?;
+    let subscription = connection.send(&Request::Consume {
+        queue: queue.into(),
+    })?;
+    match connection.reply_to(subscription)? {
+        Response::ConsumeOk { .. } => {}
+        Response::Error { code, message, .. } => return Err(queue_error(queue, code, &message)),
+        other => return Err(unexpected(&other)),
+    }
+    let mut received = Vec::new();
+    let mut count = 0_u64;
+    while count < options.count {
+        connection.set_read_limit(options.idle)?;
+        let Some(message) = connection.next_delivery(subscription)? else {
+            break;
+        };
+        count += 1;
+        if count == options.count {
+            // Stop deliveries before settling the last one, so a nacked (retried) message is
+            // not delivered to us again only to be released when we exit.
+            connection.cancel(subscription)?;
+        }
+        connection.set_read_limit(Some(REPLY_LIMIT))?;
+        let settled = settle(&mut connection, &message, &options.settle)?;
+        if output == Output::Json {
+            received.push(message_json(&message, settled));
+        } else {
+            write!(out, "{}", message_text(&message, settled))?;
+            out.flush()?;
+        }
+    }
+    if output == Output::Json {
+        return print_json(out, &Value::Array(received));
+    }
+    if count == 0 {
+        let waited = options.idle.map_or(0, |d| d.as_millis());
+        writeln!(out, "No messages received within {waited} ms.")?;
+    }
+    Ok(())
+}
+
+/// Acks or nacks `message` on this connection; the word for the output, if any.
+fn settle(
+    connection: &mut Connection,
+    message: &DeliveryMessage,
+    how: &Settle,
+) -> Result<Option<&'static str>, CliError> {
+    let (request, word) = match how {
+        Settle::Leave => return Ok(None),
+        Settle::Ack => (
+            Request::Ack {
+                items: vec![AckItem {
+                    queue: message.queue.clone(),
+                    message_id: message.message_id.clone(),
+                }],
+            },
+            "acked",
+        ),
+        Settle::Nack(error) => (
+            Request::Nack {
+                items: vec![NackItem {
+                    queue: message.queue.clone(),
+                    message_id: message.message_id.clone(),
+                    error: error.as_str().into(),
+                }],
+            },
+            "nacked",
+        ),
+    };
+    let code = match connection.call(&request)? {
+        Response::AckResult { results } | Response::NackResult { results } => {
+            results.first().copied().unwrap_or(ErrorCode::InternalError)
+        }
+        other => return Err(unexpected(&other)),
+    };
+    if code == ErrorCode::Ok {
+        Ok(Some(word))
+    } else {
+        Err(CliError::sentence(format!(
+            "message {} was received but could not be {word}: {}",
+            message.message_id,
+            phrase(code)
+        )))
+    }
+}
+
+/// The payload as text when it is UTF-8, else as hex; and which one it is.
+pub fn payload_text(payload: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(payload) {
+        Ok(text) => (text.to_owned(), "utf8"),
+        Err(_) => {
+            let mut hex = String::with_capacity(payload.len() * 2);
+            for byte in payload {
+                hex.push_str(&format!("{byte:02x}"));
+            }
+            (hex, "hex")
+        }
+    }
+}
+
+/// `text` on one line: newlines, tabs and other control characters escaped (`\n`, `\t`,
+/// `\u{1b}`), everything else as is.
+pub fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            '\\' => line.push_str("\\\\"),
+            c if c.is_control() => line.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => line.push(c),
+        }
+    }
+    line
+}
+
+/// One consumed message as text lines.
+pub fn message_text(message: &DeliveryMessage, settled: Option<&str>) -> String {
+    let headers = if message.headers.is_empty() {
+        "(none)".to_owned()
+    } else {
+        message
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (payload, encoding) = payload_text(&message.payload);
+    let payload = if encoding == "hex" {
+        format!("(hex) {payload}")
+    } else {
+        one_line(&payload)
+    };
+    let mut text = format!(
+        "Message {}\n\
+         \x20 queue:        {}\n\
+         \x20 fairness key: {}\n\
+         \x20 attempts:     {}\n\
+         \x20 headers:      {headers}\n\
+         \x20 payload:      {payload}\n",
+        message.message_id, message.queue, message.fairness_key, message.attempt_count,
+    );
+    if let Some(word) = settled {
+        text.push_str(&format!("  {word}\n"));
+    }
+    text
+}
+
+fn message_json(message: &DeliveryMessage, settled: Option<&str>) -> Value {
+    let headers: serde_json::Map<String, Value> = message
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(&**v)))
+        .collect();
+    let (payload, encoding) = payload_text(&message.payload);
+    json!({
+        "id": &*message.message_id,
+        "queue": &*message.queue,
+        "fairness_key": &*message.fairness_key,
+        "weight": message.weight,
+        "throttle_keys": message.throttle_keys.iter().map(|k| &**k).collect::<Vec<&str>>(),
+        "attempts": message.attempt_count,
+        "enqueued_at_ms": message.enqueued_at,
+        "leased_at_ms": message.leased_at,
+        "headers": headers,
+        "payload": payload,
+        "payload_encoding": encoding,
+        "settled": settled,
+    })
+}
