@@ -46,6 +46,8 @@ pub fn run(
                 return Err(unexpected(&format!("Consume {queue}"), &reply));
             }
             Response::Delivery { messages } => {
+                tally.delivery_frames += 1;
+                tally.delivered += messages.len() as u64;
                 let items = messages
                     .iter()
                     .map(|message| {

@@ -48,9 +48,10 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
                 run,
                 settings.runs,
                 &format!(
-                    "{} msg/s acked, {} msg/s enqueued",
+                    "{} msg/s acked, {} msg/s enqueued, {:.1} messages per Delivery frame",
                     format_number(acked),
-                    format_number(enqueued)
+                    format_number(enqueued),
+                    tally.acked.messages_per_delivery()
                 ),
             );
             series.push("acked msg/s", Better::Higher, acked);

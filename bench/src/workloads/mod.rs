@@ -121,6 +121,10 @@ pub struct Tally {
     pub errors: u64,
     /// The first failure seen, as request and reply.
     pub first_error: Option<String>,
+    /// Delivery frames received (consumers only).
+    pub delivery_frames: u64,
+    /// Messages in those frames.
+    pub delivered: u64,
 }
 
 impl Tally {
@@ -136,9 +140,19 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.ok += other.ok;
         self.errors += other.errors;
+        self.delivery_frames += other.delivery_frames;
+        self.delivered += other.delivered;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
+    }
+
+    /// Messages per Delivery frame (0 when none arrived).
+    pub fn messages_per_delivery(&self) -> f64 {
+        if self.delivery_frames == 0 {
+            return 0.0;
+        }
+        self.delivered as f64 / self.delivery_frames as f64
     }
 
     /// A note when anything failed.
