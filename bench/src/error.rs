@@ -102,6 +102,9 @@ pub enum BenchError {
     /// A latency histogram could not be created or merged.
     #[error("latency histogram: {0}")]
     Histogram(String),
+    /// Workloads of `all` that failed (the others' figures were still reported).
+    #[error("workloads failed: {0} (see the notes in the report)")]
+    WorkloadsFailed(String),
     /// `compare` found figures worse than the threshold allows.
     #[error("{count} figure(s) regressed by more than {threshold_pct}%")]
     Regressions {

@@ -69,7 +69,10 @@ impl ServerProcess {
             .arg("--no-pin-cores")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -65,6 +65,16 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The last lines the started server wrote to stderr (empty for `--addr`).
+    pub fn server_log(&self) -> String {
+        self._server
+            .as_ref()
+            .map(ServerProcess::stderr)
+            .unwrap_or_default()
+    }
+}
+
 /// Figures and notes from one workload.
 #[derive(Debug, Default)]
 pub struct Outcome {

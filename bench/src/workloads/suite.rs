@@ -77,7 +77,14 @@ pub fn run(command: Command) -> Result<()> {
 /// Runs `workload` against a server started for it (or `--addr`); the server stops after.
 fn on_server<T>(common: &Common, workload: impl FnOnce(SocketAddr) -> Result<T>) -> Result<T> {
     let target = Target::new(common)?;
-    workload(target.addr)
+    let result = workload(target.addr);
+    if result.is_err() {
+        let log = target.server_log();
+        if !log.is_empty() {
+            eprintln!("fila-bench: the server's last stderr lines:\n{log}");
+        }
+    }
+    result
 }
 
 fn sizes(texts: &[&str]) -> Result<Vec<usize>> {
@@ -99,18 +106,39 @@ fn all(common: &Common) -> Result<()> {
     let latency_sizes = sizes(&["1KiB"])?;
     let rtt_sizes = sizes(&["64"])?;
     let rates = [Rate::PerSecond(10_000.0)];
-    outcome.extend(on_server(common, |addr| {
-        enqueue::run(addr, &enqueue_settings, &enqueue_sizes)
-    })?);
-    outcome.extend(on_server(common, |addr| {
-        lifecycle::run(addr, &lifecycle_settings, &lifecycle_sizes)
-    })?);
-    outcome.extend(on_server(common, |addr| {
-        latency::run(addr, &latency_settings, &latency_sizes, &rates)
-    })?);
-    outcome.extend(on_server(common, |addr| {
-        rtt::run(addr, &rtt_settings, &rtt_sizes)
-    })?);
+    // A failing workload (for example a server that stops answering) is recorded and the
+    // others still run; the reports are written and the exit status says what failed.
+    let mut failed = Vec::new();
+    let mut keep = |name: &str, result: Result<Outcome>| match result {
+        Ok(part) => outcome.extend(part),
+        Err(error) => {
+            eprintln!("fila-bench: {name} failed: {error}");
+            outcome.notes.push(format!("{name} failed: {error}"));
+            failed.push(name.to_owned());
+        }
+    };
+    keep(
+        "enqueue",
+        on_server(common, |addr| {
+            enqueue::run(addr, &enqueue_settings, &enqueue_sizes)
+        }),
+    );
+    keep(
+        "lifecycle",
+        on_server(common, |addr| {
+            lifecycle::run(addr, &lifecycle_settings, &lifecycle_sizes)
+        }),
+    );
+    keep(
+        "latency",
+        on_server(common, |addr| {
+            latency::run(addr, &latency_settings, &latency_sizes, &rates)
+        }),
+    );
+    keep(
+        "rtt",
+        on_server(common, |addr| rtt::run(addr, &rtt_settings, &rtt_sizes)),
+    );
     let config = serde_json::json!({
         "workload": "all",
         "enqueue": {"payload": enqueue_sizes, "settings": enqueue_settings},
