@@ -176,8 +176,10 @@ pub struct Settings {
     /// Messages per Enqueue.
     pub batch: usize,
     /// Measured time per run.
+    #[serde(rename = "duration_s", serialize_with = "as_seconds")]
     pub duration: Duration,
     /// Load before measuring.
+    #[serde(rename = "warmup_s", serialize_with = "as_seconds")]
     pub warmup: Duration,
     /// Runs per figure.
     pub runs: usize,
@@ -185,6 +187,13 @@ pub struct Settings {
     pub queues: usize,
     /// Fairness-key values.
     pub keys: usize,
+}
+
+fn as_seconds<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 /// Most connections of one kind a workload opens (one thread or two each).

@@ -139,12 +139,12 @@ impl Report {
             );
         }
         if let Some(config) = self.config.as_object() {
-            let pairs: Vec<String> = config
-                .iter()
-                .filter(|(_, value)| !value.is_null())
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
-            let _ = writeln!(out, "- config: {}", pairs.join(", "));
+            let _ = writeln!(out, "- config: {}", config_line(config));
+            for (key, value) in config {
+                if let Some(nested) = value.as_object() {
+                    let _ = writeln!(out, "- {key}: {}", config_line(nested));
+                }
+            }
         }
         out.push('\n');
         out.push_str(&markdown_table(&self.figures));
@@ -156,6 +156,22 @@ impl Report {
         }
         out
     }
+}
+
+/// `key=value` pairs of the scalar and list entries (nested objects are flattened one level).
+fn config_line(config: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut pairs = Vec::new();
+    for (key, value) in config {
+        match value {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(nested) if key == "settings" => {
+                pairs.push(config_line(nested))
+            }
+            serde_json::Value::Object(_) => {}
+            other => pairs.push(format!("{key}={other}")),
+        }
+    }
+    pairs.join(", ")
 }
 
 /// The headline table: one row per figure, median then the min–max range over runs.

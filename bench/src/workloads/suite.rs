@@ -150,7 +150,12 @@ fn all(common: &Common) -> Result<()> {
         PathBuf::from(ALL_JSON_DEFAULT),
         PathBuf::from(ALL_REPORT_DEFAULT),
     );
-    finish(common, config, outcome, Some(defaults))
+    finish(common, config, outcome, Some(defaults))?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::WorkloadsFailed(failed.join(", ")))
+    }
 }
 
 /// Builds the report, prints the headline table and writes the requested files.
