@@ -1,2 +1,43 @@
-//! `fila-bench`: the load-testing harness (binary `fila-bench`) arrives with its own issue;
-//! this crate depends only on `fila-wire`, never on the server or the shard.
+//! `fila-bench`: the load generator and benchmark suite of the Fila broker (binary
+//! `fila-bench`).
+//!
+//! It speaks Fila binary protocol v1 over plain blocking TCP through `fila-wire` and never
+//! links the server or the shard: it measures the broker from outside, like a client. One
+//! thread per connection (two for a producer: a writer and a reader on a cloned socket) keeps
+//! the load generator simple enough to trust.
+//!
+//! # Workloads
+//!
+//! - `enqueue`: closed-loop producers, maximum sustained msg/s and MB/s per payload size.
+//! - `lifecycle`: producers and consumers together; msg/s enqueued and delivered+acked.
+//! - `latency`: open-loop producers at a fixed offered rate; enqueue-to-delivery latency
+//!   measured from each message's *scheduled* send time, so a stalled sender cannot hide a
+//!   stall (no coordinated omission).
+//! - `rtt`: one-message Enqueue round trip, one request at a time.
+//! - `all`: all of the above with defaults, JSON and Markdown reports.
+//! - `compare`: ratio new/old per figure, regressions flagged.
+//!
+//! Every run repeats `--runs` times; a figure is the median with the min–max range.
+//! `docs/benchmarks.md` is the operator's guide.
+//!
+//! # Map
+//!
+//! `cli` (flags), `client` (the wire connection), `server` (starting `fila-server`), `clock`
+//! (the only clock reads and waits), `schedule` (open-loop send times), `summary` (medians,
+//! percentiles), `workloads/*` (the loads), `report` (JSON and Markdown), `compare`,
+//! `machine` (CPU, memory, commit), `error`.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod compare;
+pub mod error;
+pub mod machine;
+pub mod report;
+pub mod schedule;
+pub mod server;
+pub mod summary;
+pub mod workloads;
+
+pub use error::{BenchError, Result};
+pub use workloads::suite::run;

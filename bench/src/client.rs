@@ -1,0 +1,258 @@
+//! One blocking TCP connection to the broker, speaking Fila binary protocol v1 through
+//! `fila-wire`: connect and handshake, then a [`Writer`] half that numbers and sends requests and
+//! a [`Reader`] half that takes reply and Delivery frames off the socket.
+//!
+//! The halves share one socket (`TcpStream::try_clone`) so a producer can write from one thread
+//! while another thread reads its replies. This file knows the protocol's framing and the
+//! handshake; what to send and how to count is the workloads' business.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fila_wire::{CreateQueue, ErrorCode, FrameDecoder, Handshake, Request, Response};
+
+use crate::clock;
+use crate::error::{BenchError, Result};
+
+/// How often a blocked read wakes up to look at its deadline.
+const READ_POLL: Duration = Duration::from_millis(50);
+/// A read without a deadline fails after this long without a byte from the server.
+pub const STALL_LIMIT: Duration = Duration::from_secs(15);
+/// Bytes read from the socket per `read` call.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// A connected, handshaken connection: both halves, for request/reply use on one thread.
+pub struct Connection {
+    /// The sending half.
+    pub writer: Writer,
+    /// The receiving half.
+    pub reader: Reader,
+}
+
+impl Connection {
+    /// Connects to `addr`, sends Handshake (protocol 1, no API key) and waits for HandshakeOk.
+    pub fn open(addr: SocketAddr) -> Result<Connection> {
+        let stream = TcpStream::connect(addr).map_err(|source| BenchError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let io = |source| BenchError::Io {
+            doing: "setting up the socket",
+            source,
+        };
+        stream.set_nodelay(true).map_err(io)?;
+        stream.set_read_timeout(Some(READ_POLL)).map_err(io)?;
+        let read_half = stream.try_clone().map_err(io)?;
+        let mut connection = Connection {
+            writer: Writer {
+                stream,
+                out: BytesMut::new(),
+                next_request_id: 1,
+            },
+            reader: Reader {
+                stream: read_half,
+                input: BytesMut::new(),
+                scratch: vec![0; READ_CHUNK_BYTES],
+                decoder: FrameDecoder::new(),
+            },
+        };
+        connection.handshake()?;
+        Ok(connection)
+    }
+
+    fn handshake(&mut self) -> Result<()> {
+        let request = Request::Handshake(Handshake {
+            protocol_version: 1,
+            api_key: None,
+        });
+        self.writer.send_with_id(&request, 0, "handshake")?;
+        match self.reader.next_reply("waiting for HandshakeOk")? {
+            (_, Response::HandshakeOk(_)) => Ok(()),
+            (_, other) => Err(unexpected("Handshake", &other)),
+        }
+    }
+
+    /// Sends `request` and returns its reply, skipping Delivery frames (no subscription is
+    /// expected on a connection used this way).
+    pub fn call(&mut self, request: &Request, name: &'static str) -> Result<Response> {
+        let id = self.writer.send(request, name)?;
+        loop {
+            let (reply_id, reply) = self.reader.next_reply(name)?;
+            if reply_id == id && !matches!(reply, Response::Delivery { .. }) {
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Creates queue `name` with default settings; an existing queue is fine.
+    pub fn create_queue(&mut self, name: &str) -> Result<()> {
+        let request = Request::CreateQueue(CreateQueue {
+            name: name.into(),
+            on_enqueue_script: None,
+            on_failure_script: None,
+            visibility_timeout_ms: 0,
+        });
+        match self.call(&request, "CreateQueue")? {
+            Response::CreateQueueResult {
+                error_code: ErrorCode::Ok | ErrorCode::QueueAlreadyExists,
+                ..
+            } => Ok(()),
+            other => Err(unexpected(&format!("CreateQueue {name}"), &other)),
+        }
+    }
+
+    /// Deletes queue `name` (and its messages); a missing queue is fine.
+    pub fn delete_queue(&mut self, name: &str) -> Result<()> {
+        let request = Request::DeleteQueue { queue: name.into() };
+        match self.call(&request, "DeleteQueue")? {
+            Response::DeleteQueueResult {
+                error_code: ErrorCode::Ok | ErrorCode::QueueNotFound,
+            } => Ok(()),
+            other => Err(unexpected(&format!("DeleteQueue {name}"), &other)),
+        }
+    }
+
+    /// Splits into the two halves (for a writer thread and a reader thread).
+    pub fn split(self) -> (Writer, Reader) {
+        (self.writer, self.reader)
+    }
+}
+
+/// The error for a reply that is not the one `request` expects.
+pub fn unexpected(request: &str, reply: &Response) -> BenchError {
+    BenchError::UnexpectedReply {
+        request: request.to_owned(),
+        reply: describe(reply),
+    }
+}
+
+/// A short description of a reply for error messages (Error frames in full, others by kind).
+pub fn describe(reply: &Response) -> String {
+    match reply {
+        Response::Error {
+            code,
+            message,
+            metadata,
+        } => format!("Error {code} {message:?} {metadata:?}"),
+        other => {
+            let text = format!("{other:?}");
+            text.chars().take(200).collect()
+        }
+    }
+}
+
+/// The sending half: numbers requests from 1 and writes each as one frame.
+pub struct Writer {
+    stream: TcpStream,
+    out: BytesMut,
+    next_request_id: u32,
+}
+
+impl Writer {
+    /// Sends `request` with the next request id and returns that id.
+    pub fn send(&mut self, request: &Request, name: &'static str) -> Result<u32> {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        self.send_with_id(request, id, name)?;
+        Ok(id)
+    }
+
+    fn send_with_id(&mut self, request: &Request, id: u32, name: &'static str) -> Result<()> {
+        self.out.clear();
+        request
+            .encode(id, &mut self.out)
+            .map_err(|error| BenchError::Encode {
+                request: name,
+                detail: error.to_string(),
+            })?;
+        self.stream
+            .write_all(&self.out)
+            .map_err(|source| BenchError::Io {
+                doing: "sending a request",
+                source,
+            })
+    }
+}
+
+/// The receiving half: buffers socket bytes and decodes one frame at a time.
+pub struct Reader {
+    stream: TcpStream,
+    input: BytesMut,
+    scratch: Vec<u8>,
+    decoder: FrameDecoder,
+}
+
+impl Reader {
+    /// The next frame, failing after [`STALL_LIMIT`] without a byte from the server.
+    pub fn next_reply(&mut self, doing: &'static str) -> Result<(u32, Response)> {
+        let mut last_progress = clock::now();
+        loop {
+            if let Some(frame) = self.next_buffered(doing)? {
+                return Ok(frame);
+            }
+            if self.fill(doing)? {
+                last_progress = clock::now();
+            } else if clock::now().duration_since(last_progress) > STALL_LIMIT {
+                return Err(BenchError::Stalled {
+                    doing,
+                    seconds: STALL_LIMIT.as_secs(),
+                });
+            }
+        }
+    }
+
+    /// The next frame, or `None` once `deadline` has passed without one.
+    pub fn next_before(
+        &mut self,
+        deadline: Instant,
+        doing: &'static str,
+    ) -> Result<Option<(u32, Response)>> {
+        loop {
+            if let Some(frame) = self.next_buffered(doing)? {
+                return Ok(Some(frame));
+            }
+            if clock::now() >= deadline {
+                return Ok(None);
+            }
+            self.fill(doing)?;
+        }
+    }
+
+    /// Decodes a frame already in the buffer, if there is a whole one.
+    fn next_buffered(&mut self, doing: &'static str) -> Result<Option<(u32, Response)>> {
+        let protocol = |detail: String| BenchError::Protocol { doing, detail };
+        let Some(frame) = self
+            .decoder
+            .decode(&mut self.input)
+            .map_err(|error| protocol(error.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let reply =
+            Response::decode(frame.opcode, frame.payload).map_err(|e| protocol(e.to_string()))?;
+        Ok(Some((frame.request_id, reply)))
+    }
+
+    /// One read of at most [`READ_CHUNK_BYTES`]; false when the poll interval passed with none.
+    fn fill(&mut self, doing: &'static str) -> Result<bool> {
+        match self.stream.read(&mut self.scratch) {
+            Ok(0) => Err(BenchError::Closed { doing }),
+            Ok(n) => {
+                let bytes = self.scratch.get(..n).unwrap_or_default();
+                self.input.extend_from_slice(bytes);
+                Ok(true)
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(BenchError::Io { doing, source }),
+        }
+    }
+}

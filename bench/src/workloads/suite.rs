@@ -1,0 +1,233 @@
+//! Running a command end to end: resolve settings, start (or reach) the server, run the
+//! workload(s), then print the headline table and write the JSON and Markdown reports.
+//! `all` runs every workload with its defaults, each against a freshly started server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Command, Common, Rate, parse_bytes};
+use crate::compare;
+use crate::error::{BenchError, Result};
+use crate::machine;
+use crate::report::{Report, markdown_table, write_file};
+use crate::workloads::{Outcome, Target, enqueue, latency, lifecycle, rtt};
+
+/// Where `all` writes its reports when `--json` / `--report` are not given.
+const ALL_JSON_DEFAULT: &str = "target/fila-bench/report.json";
+const ALL_REPORT_DEFAULT: &str = "target/fila-bench/report.md";
+
+/// Runs one parsed command.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Enqueue { common, payload } => {
+            let settings = common.settings(enqueue::DEFAULTS)?;
+            let outcome = on_server(&common, |addr| enqueue::run(addr, &settings, &payload))?;
+            finish(
+                &common,
+                serde_json::json!({"workload": "enqueue", "payload": payload, "settings": settings}),
+                outcome,
+                None,
+            )
+        }
+        Command::Lifecycle { common, payload } => {
+            let settings = common.settings(lifecycle::DEFAULTS)?;
+            let outcome = on_server(&common, |addr| lifecycle::run(addr, &settings, &payload))?;
+            finish(
+                &common,
+                serde_json::json!({"workload": "lifecycle", "payload": payload, "settings": settings}),
+                outcome,
+                None,
+            )
+        }
+        Command::Latency {
+            common,
+            payload,
+            rates,
+        } => {
+            let settings = common.settings(latency::DEFAULTS)?;
+            let outcome = on_server(&common, |addr| {
+                latency::run(addr, &settings, &payload, &rates)
+            })?;
+            finish(
+                &common,
+                serde_json::json!({"workload": "latency", "payload": payload, "rates": rates, "settings": settings}),
+                outcome,
+                None,
+            )
+        }
+        Command::Rtt { common, payload } => {
+            let settings = common.settings(rtt::DEFAULTS)?;
+            let outcome = on_server(&common, |addr| rtt::run(addr, &settings, &payload))?;
+            finish(
+                &common,
+                serde_json::json!({"workload": "rtt", "payload": payload, "settings": settings}),
+                outcome,
+                None,
+            )
+        }
+        Command::All { common } => all(&common),
+        Command::Compare {
+            old,
+            new,
+            threshold,
+        } => compare_files(&old, &new, threshold),
+    }
+}
+
+/// Runs `workload` against a server started for it (or `--addr`); the server stops after.
+fn on_server<T>(common: &Common, workload: impl FnOnce(SocketAddr) -> Result<T>) -> Result<T> {
+    let target = Target::new(common)?;
+    let result = workload(target.addr);
+    if result.is_err() {
+        let log = target.server_log();
+        if !log.is_empty() {
+            eprintln!("fila-bench: the server's last stderr lines:\n{log}");
+        }
+    }
+    result
+}
+
+fn sizes(texts: &[&str]) -> Result<Vec<usize>> {
+    texts
+        .iter()
+        .map(|text| parse_bytes(text).map_err(BenchError::InvalidArgument))
+        .collect()
+}
+
+/// Every workload with its default sizes, connections, window and batch.
+fn all(common: &Common) -> Result<()> {
+    let mut outcome = Outcome::default();
+    let enqueue_settings = common.settings(enqueue::DEFAULTS)?;
+    let lifecycle_settings = common.settings(lifecycle::DEFAULTS)?;
+    let latency_settings = common.settings(latency::DEFAULTS)?;
+    let rtt_settings = common.settings(rtt::DEFAULTS)?;
+    let enqueue_sizes = sizes(&["64", "1KiB", "64KiB"])?;
+    let lifecycle_sizes = sizes(&["64", "1KiB"])?;
+    let latency_sizes = sizes(&["1KiB"])?;
+    let rtt_sizes = sizes(&["64"])?;
+    let rates = [Rate::PerSecond(10_000.0)];
+    // A failing workload (for example a server that stops answering) is recorded and the
+    // others still run; the reports are written and the exit status says what failed.
+    let mut failed = Vec::new();
+    let mut keep = |name: &str, result: Result<Outcome>| match result {
+        Ok(part) => outcome.extend(part),
+        Err(error) => {
+            eprintln!("fila-bench: {name} failed: {error}");
+            outcome.notes.push(format!("{name} failed: {error}"));
+            failed.push(name.to_owned());
+        }
+    };
+    keep(
+        "enqueue",
+        on_server(common, |addr| {
+            enqueue::run(addr, &enqueue_settings, &enqueue_sizes)
+        }),
+    );
+    keep(
+        "lifecycle",
+        on_server(common, |addr| {
+            lifecycle::run(addr, &lifecycle_settings, &lifecycle_sizes)
+        }),
+    );
+    keep(
+        "latency",
+        on_server(common, |addr| {
+            latency::run(addr, &latency_settings, &latency_sizes, &rates)
+        }),
+    );
+    keep(
+        "rtt",
+        on_server(common, |addr| rtt::run(addr, &rtt_settings, &rtt_sizes)),
+    );
+    let config = serde_json::json!({
+        "workload": "all",
+        "enqueue": {"payload": enqueue_sizes, "settings": enqueue_settings},
+        "lifecycle": {"payload": lifecycle_sizes, "settings": lifecycle_settings},
+        "latency": {"payload": latency_sizes, "rates": rates, "settings": latency_settings},
+        "rtt": {"payload": rtt_sizes, "settings": rtt_settings},
+    });
+    let defaults = (
+        PathBuf::from(ALL_JSON_DEFAULT),
+        PathBuf::from(ALL_REPORT_DEFAULT),
+    );
+    finish(common, config, outcome, Some(defaults))?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::WorkloadsFailed(failed.join(", ")))
+    }
+}
+
+/// Builds the report, prints the headline table and writes the requested files.
+fn finish(
+    common: &Common,
+    workload_config: serde_json::Value,
+    outcome: Outcome,
+    default_paths: Option<(PathBuf, PathBuf)>,
+) -> Result<()> {
+    let mut config = serde_json::to_value(common).unwrap_or(serde_json::Value::Null);
+    if let (Some(map), serde_json::Value::Object(extra)) = (config.as_object_mut(), workload_config)
+    {
+        map.extend(extra);
+    }
+    let report = Report {
+        bench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        commit: machine::git_commit(),
+        unix_time_s: crate::clock::unix_time_s(),
+        machine: machine::this_machine(),
+        config,
+        figures: outcome.figures,
+        notes: outcome.notes,
+    };
+    println!("{}", markdown_table(&report.figures));
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    let (json_default, report_default) = match default_paths {
+        Some((json, markdown)) => (Some(json), Some(markdown)),
+        None => (None, None),
+    };
+    if let Some(path) = common.json.clone().or(json_default) {
+        ensure_parent(&path)?;
+        report.write_json(&path)?;
+        eprintln!("fila-bench: wrote {}", path.display());
+    }
+    if let Some(path) = common.report.clone().or(report_default) {
+        ensure_parent(&path)?;
+        write_file(&path, &report.to_markdown())?;
+        eprintln!("fila-bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|source| BenchError::File {
+                doing: "create the directory of",
+                path: path.to_owned(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn compare_files(old: &Path, new: &Path, threshold: f64) -> Result<()> {
+    if !(threshold.is_finite() && (0.0..1.0).contains(&threshold)) {
+        return Err(BenchError::InvalidArgument(format!(
+            "--threshold {threshold}: must be at least 0 and below 1"
+        )));
+    }
+    let old_report = Report::read_json(old)?;
+    let new_report = Report::read_json(new)?;
+    let comparison = compare::compare(&old_report, &new_report, threshold);
+    print!("{}", compare::render(&comparison));
+    match comparison.regressions() {
+        0 => Ok(()),
+        count => Err(BenchError::Regressions {
+            count,
+            threshold_pct: threshold * 100.0,
+        }),
+    }
+}
