@@ -103,6 +103,11 @@ pub async fn accept_loop<H: ConnectionHandler>(
         let peer = stream
             .peer_addr()
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        // Replies and Delivery frames are small and latency-bound: never wait for the peer's
+        // delayed ACK before sending the next one (Nagle).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(shard, %peer, %error, "cannot set TCP_NODELAY");
+        }
         let Some(slot) = cap.try_acquire() else {
             tracing::warn!(shard, %peer, max = cap.max, "connection refused: max_connections reached");
             drop(stream);
