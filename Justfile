@@ -43,11 +43,11 @@ fuzz seconds="600":
 # Load test against a freshly built release server: every workload, 3 runs each (about 5 min);
 # reports in target/fila-bench/. Extra flags go to fila-bench: `just bench --durability fsync`.
 bench *args:
-    cargo build --release --bin fila-server -p fila-bench
+    cargo build --release --workspace --bin fila-server --bin fila-bench
     target/release/fila-bench all {{args}}
 
 # The same workloads with tiny durations and one run (well under 60 s): checks the harness
 # and the server end to end; the figures mean little.
 bench-smoke:
-    cargo build --release --bin fila-server -p fila-bench
+    cargo build --release --workspace --bin fila-server --bin fila-bench
     target/release/fila-bench all --duration 1 --warmup 0.5 --runs 1 --json target/fila-bench/smoke.json --report target/fila-bench/smoke.md
