@@ -10,6 +10,7 @@
 //! records), [`storage`] (the seam and its key layout), `recovery.rs`.
 #![warn(missing_docs)]
 
+mod cache;
 pub mod command;
 pub mod config;
 pub mod drr;
@@ -27,8 +28,9 @@ pub mod storage;
 pub mod time;
 
 pub use command::{
-    AckItem, DeletedQueue, Delivery, EnqueueItem, KeyStats, MessageState, MessageView, NackItem,
-    QueueDump, QueueSpec, QueueStats, QueueSummary, ShardOptions, ThrottleStats,
+    AckItem, BODY_CACHE_BYTES_DEFAULT, BodyCacheStats, DeletedQueue, Delivery, EnqueueItem,
+    KeyStats, MessageState, MessageView, NackItem, QueueDump, QueueSpec, QueueStats, QueueSummary,
+    ShardOptions, ThrottleStats,
 };
 pub use error::{
     AckError, ConfigError, ConsumeError, CreateQueueError, DeleteQueueError, EnqueueError,
