@@ -8,6 +8,13 @@
 //! `shard/admin.rs`), `queue.rs` (one queue's indexes), [`drr`] (the scheduler), [`hooks`]
 //! (the script seam), [`config`] (runtime config), `message.rs` and `record.rs` (stored
 //! records), [`storage`] (the seam and its key layout), `recovery.rs`.
+//!
+//! Memory is bounded by the index, not the payloads: a message in memory is its index entry
+//! (id, pending order, fairness key index, weight, shared throttle keys, attempts, enqueue
+//! time, body sequence; about 110 bytes plus its id-map and FIFO entries). Headers and
+//! payload are stored once in the `bodies` keyspace and read at delivery (`cache.rs`), except
+//! for bodies the byte-budgeted body cache holds (new messages, while it has room).
+//! Recovery reads index records only. See `storage::keys` for the layout.
 #![warn(missing_docs)]
 
 mod cache;

@@ -1,5 +1,6 @@
-//! A message and the stored records about it (message, lease), plus the queue definition
-//! record. Encoding uses the versioned format of `record.rs`.
+//! A message's in-memory index entry and the stored records about it (index record, body
+//! record, lease), plus the queue definition record. Encoding uses the versioned format of
+//! `record.rs`.
 
 use std::sync::Arc;
 
