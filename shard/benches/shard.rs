@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the shard core (criterion): the deliver+ack cycle per message with 10
 //! and 1,000,000 fairness keys, and enqueue per message in batches of 100. Only the shard's
 //! own work is timed; refilling and draining happen outside the timed section.
-//! Variants: `shard` (writes built, then dropped) and `commit` (applied to MemoryStorage).
+//! Variants: `shard` (writes built, then dropped; unbounded body cache, so every body is
+//! warm) and `commit` (applied to MemoryStorage; default 64 MiB body cache, so with 1M keys
+//! most bodies are cold and read from storage at delivery).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -58,6 +60,13 @@ fn setup(keys: usize, commit: bool) -> (Shard<MemoryStorage>, Vec<String>) {
         MemoryStorage::new(),
         ShardOptions {
             seed: 1,
+            // `shard` drops its writes, so every body must stay cached (warm path); `commit`
+            // keeps the default 64 MiB budget, so with 1M keys most deliveries read storage.
+            body_cache_bytes: if commit {
+                BODY_CACHE_BYTES_DEFAULT
+            } else {
+                usize::MAX
+            },
             ..ShardOptions::default()
         },
         Box::new(KeyFromHeader),

@@ -24,6 +24,33 @@ pub struct ShardOptions {
     /// At recovery, skip records that fail to decode (reported as warnings) instead of
     /// failing.
     pub skip_corrupt: bool,
+    /// Byte budget of the body cache: bodies (headers and payload) of newly enqueued
+    /// messages are kept in memory while they fit, so a delivery right after enqueue needs
+    /// no storage read; any other body is read from storage when it is delivered.
+    /// 0 disables the cache. Default 64 MiB.
+    pub body_cache_bytes: usize,
+}
+
+/// Default [`ShardOptions::body_cache_bytes`]: 64 MiB.
+pub const BODY_CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// What the body cache holds and did (since the shard was opened).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BodyCacheStats {
+    /// The budget in bytes.
+    pub budget_bytes: usize,
+    /// Bytes charged for the bodies held now (never above the budget).
+    pub used_bytes: usize,
+    /// Bodies held now.
+    pub entries: usize,
+    /// Deliveries served from the cache.
+    pub hits: u64,
+    /// Body reads from storage (deliveries of uncached bodies, failure-path header reads).
+    pub reads: u64,
+    /// Body reads that failed; the message stayed where it was.
+    pub read_errors: u64,
+    /// The latest failed read, for the server to log.
+    pub last_read_error: Option<String>,
 }
 
 impl Default for ShardOptions {
@@ -33,6 +60,7 @@ impl Default for ShardOptions {
             quantum: QUANTUM_DEFAULT,
             payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
             skip_corrupt: false,
+            body_cache_bytes: BODY_CACHE_BYTES_DEFAULT,
         }
     }
 }

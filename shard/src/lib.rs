@@ -8,8 +8,16 @@
 //! `shard/admin.rs`), `queue.rs` (one queue's indexes), [`drr`] (the scheduler), [`hooks`]
 //! (the script seam), [`config`] (runtime config), `message.rs` and `record.rs` (stored
 //! records), [`storage`] (the seam and its key layout), `recovery.rs`.
+//!
+//! Memory is bounded by the index, not the payloads: a message in memory is its index entry
+//! (id, pending order, fairness key index, weight, shared throttle keys, attempts, enqueue
+//! time, body sequence; about 110 bytes plus its id-map and FIFO entries). Headers and
+//! payload are stored once in the `bodies` keyspace and read at delivery (`cache.rs`), except
+//! for bodies the byte-budgeted body cache holds (new messages, while it has room).
+//! Recovery reads index records only. See `storage::keys` for the layout.
 #![warn(missing_docs)]
 
+mod cache;
 pub mod command;
 pub mod config;
 pub mod drr;
@@ -27,8 +35,9 @@ pub mod storage;
 pub mod time;
 
 pub use command::{
-    AckItem, DeletedQueue, Delivery, EnqueueItem, KeyStats, MessageState, MessageView, NackItem,
-    QueueDump, QueueSpec, QueueStats, QueueSummary, ShardOptions, ThrottleStats,
+    AckItem, BODY_CACHE_BYTES_DEFAULT, BodyCacheStats, DeletedQueue, Delivery, EnqueueItem,
+    KeyStats, MessageState, MessageView, NackItem, QueueDump, QueueSpec, QueueStats, QueueSummary,
+    ShardOptions, ThrottleStats,
 };
 pub use error::{
     AckError, ConfigError, ConsumeError, CreateQueueError, DeleteQueueError, EnqueueError,

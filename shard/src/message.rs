@@ -1,5 +1,6 @@
-//! A message and the stored records about it (message, lease), plus the queue definition
-//! record. Encoding uses the versioned format of `record.rs`.
+//! A message's in-memory index entry and the stored records about it (index record, body
+//! record, lease), plus the queue definition record. Encoding uses the versioned format of
+//! `record.rs`.
 
 use std::sync::Arc;
 
@@ -11,103 +12,168 @@ use crate::limits::{HEADERS_MAX, THROTTLE_KEYS_MAX};
 use crate::record::{Reader, Writer};
 use crate::time::Time;
 
-/// A message as the shard keeps it. Shared parts are reference-counted so a delivery costs no
-/// copy of headers or payload.
+/// A message as the shard keeps it in memory: its index entry. Headers and payload (the
+/// *body*) live in the `bodies` keyspace under [`Message::body_seq`] and are read at delivery
+/// time unless the shard's body cache holds them. The fairness key is the slot's key index
+/// (one shared string per key, not per message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// UUID v7 given at enqueue.
     pub id: MessageId,
-    /// Headers as enqueued.
-    pub headers: Arc<[(String, String)]>,
-    /// Payload as enqueued.
-    pub payload: Bytes,
-    /// Fairness key (from the hook, else `"default"`).
-    pub fairness_key: FairnessKey,
-    /// Weight, already clamped to 1..=10,000.
-    pub weight: u32,
-    /// Throttle keys (from the hook, else none).
+    /// The key of its body record (the sequence its first pending order got).
+    pub body_seq: u64,
+    /// Throttle keys (from the hook, else none; shared when empty).
     pub throttle_keys: Arc<[ThrottleKey]>,
-    /// Failed attempts so far.
-    pub attempts: u32,
     /// When it was enqueued.
     pub enqueued_at: Time,
+    /// Weight, already clamped to 1..=10,000.
+    pub weight: u32,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Payload length in bytes.
+    pub payload_len: u32,
+    /// Number of headers (0: the failure path needs no body read for the hook).
+    pub header_count: u32,
+}
+
+/// A decoded index record: the message and its fairness key text.
+pub struct IndexRecord<'a> {
+    /// The message.
+    pub message: Message,
+    /// Its fairness key.
+    pub fairness_key: &'a str,
 }
 
 impl Message {
-    /// Encodes the message record.
-    pub fn encode(&self) -> Vec<u8> {
-        let headers_len: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| 8 + name.len() + value.len())
-            .sum();
+    /// Encodes the index record (everything but headers and payload).
+    pub fn encode(&self, fairness_key: &FairnessKey) -> Vec<u8> {
         let throttle_len: usize = self
             .throttle_keys
             .iter()
             .map(|k| 4 + k.as_str().len())
             .sum();
-        let capacity = 16
-            + 8
-            + 8
-            + 4
-            + self.fairness_key.as_str().len()
-            + 4
-            + throttle_len
-            + 4
-            + headers_len
-            + 4
-            + self.payload.len();
-        let mut w = Writer::new(capacity + 16);
+        let capacity = 16 + 8 + 4 + 4 + 8 + 4 + 4 + 4 + fairness_key.as_str().len() + 4;
+        let mut w = Writer::new(capacity + throttle_len);
         w.raw(self.id.as_bytes());
         w.u64(self.enqueued_at.as_micros());
         w.u32(self.attempts);
         w.u32(self.weight);
-        w.str(self.fairness_key.as_str());
+        w.u64(self.body_seq);
+        w.u32(self.payload_len);
+        w.u32(self.header_count);
+        w.str(fairness_key.as_str());
         w.u32(self.throttle_keys.len() as u32);
         for key in self.throttle_keys.iter() {
             w.str(key.as_str());
         }
-        w.u32(self.headers.len() as u32);
-        for (name, value) in self.headers.iter() {
-            w.str(name);
-            w.str(value);
-        }
-        w.bytes(&self.payload);
         w.finish()
     }
 
-    /// Decodes a message record.
-    pub fn decode(record: &[u8]) -> Result<Message, String> {
+    /// Decodes an index record. `throttle` turns the stored throttle keys into the shared
+    /// list (so recovery can intern them; it is called with an empty slice for none).
+    pub fn decode<'a>(
+        record: &'a [u8],
+        throttle: &mut dyn FnMut(&[&str]) -> Arc<[ThrottleKey]>,
+    ) -> Result<IndexRecord<'a>, String> {
         let mut r = Reader::new(record)?;
         let id = MessageId(uuid::Uuid::from_bytes(r.fixed::<16>()?));
         let enqueued_at = Time::from_micros(r.u64()?);
         let attempts = r.u32()?;
         let weight = r.u32()?;
-        let fairness_key = FairnessKey::new(r.str()?);
+        let body_seq = r.u64()?;
+        let payload_len = r.u32()?;
+        let header_count = r.u32()?;
+        if header_count as usize > HEADERS_MAX {
+            return Err(format!("header count {header_count} exceeds {HEADERS_MAX}"));
+        }
+        let fairness_key = r.str()?;
         let throttle_count = r.count(THROTTLE_KEYS_MAX, "throttle key")?;
-        let mut throttle_keys = Vec::with_capacity(throttle_count);
-        for _ in 0..throttle_count {
-            throttle_keys.push(ThrottleKey::new(r.str()?));
-        }
-        let header_count = r.count(HEADERS_MAX, "header")?;
-        let mut headers = Vec::with_capacity(header_count);
-        for _ in 0..header_count {
-            let name = r.str()?.to_string();
-            let value = r.str()?.to_string();
-            headers.push((name, value));
-        }
-        let payload = r.bytes_owned()?;
+        let throttle_keys = if throttle_count == 0 {
+            throttle(&[])
+        } else {
+            let mut keys = Vec::with_capacity(throttle_count);
+            for _ in 0..throttle_count {
+                keys.push(r.str()?);
+            }
+            throttle(&keys)
+        };
         r.end()?;
-        Ok(Message {
-            id,
-            headers: headers.into(),
-            payload,
+        Ok(IndexRecord {
+            message: Message {
+                id,
+                body_seq,
+                throttle_keys,
+                enqueued_at,
+                weight,
+                attempts,
+                payload_len,
+                header_count,
+            },
             fairness_key,
-            weight,
-            throttle_keys: throttle_keys.into(),
-            attempts,
-            enqueued_at,
         })
+    }
+}
+
+/// A message body: headers and payload, shared so a delivery copies neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Body {
+    /// Headers as enqueued.
+    pub headers: Arc<[(String, String)]>,
+    /// Payload as enqueued.
+    pub payload: Bytes,
+}
+
+/// Bytes a cached body is charged for besides headers and payload (allocation overhead).
+pub const BODY_OVERHEAD_BYTES: usize = 64;
+
+impl Body {
+    /// What the body cache charges for this body.
+    pub fn cost(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| 48 + name.len() + value.len())
+            .sum();
+        BODY_OVERHEAD_BYTES + headers + self.payload.len()
+    }
+
+    /// Encodes a body record.
+    pub fn encode(headers: &[(String, String)], payload: &[u8]) -> Vec<u8> {
+        let headers_len: usize = headers
+            .iter()
+            .map(|(name, value)| 8 + name.len() + value.len())
+            .sum();
+        let mut w = Writer::new(4 + headers_len + 4 + payload.len());
+        w.u32(headers.len() as u32);
+        for (name, value) in headers {
+            w.str(name);
+            w.str(value);
+        }
+        w.bytes(payload);
+        w.finish()
+    }
+
+    /// Decodes a body record; the payload shares the record's buffer (no copy).
+    /// `no_headers` is the shared empty header list.
+    pub fn decode(record: Vec<u8>, no_headers: &Arc<[(String, String)]>) -> Result<Body, String> {
+        let record = Bytes::from(record);
+        let mut r = Reader::new(&record)?;
+        let header_count = r.count(HEADERS_MAX, "header")?;
+        let headers = if header_count == 0 {
+            no_headers.clone()
+        } else {
+            let mut headers = Vec::with_capacity(header_count);
+            for _ in 0..header_count {
+                let name = r.str()?.to_string();
+                let value = r.str()?.to_string();
+                headers.push((name, value));
+            }
+            headers.into()
+        };
+        let payload = r.bytes()?;
+        r.end()?;
+        let payload = record.slice_ref(payload);
+        Ok(Body { headers, payload })
     }
 }
 
@@ -198,17 +264,33 @@ mod tests {
             id: MessageId(uuid::Uuid::from_u128(
                 0x0192_0c4e_8f3a_7b21_9c4d_5e6f_7a8b_9c0d,
             )),
-            headers: vec![("a".to_string(), "1".to_string())].into(),
-            payload: Bytes::from_static(b"payload"),
-            fairness_key: FairnessKey::new("tenant-1"),
-            weight: 7,
+            body_seq: 77,
             throttle_keys: vec![ThrottleKey::new("api")].into(),
-            attempts: 3,
             enqueued_at: Time::from_micros(1_700_000_000_123_456),
+            weight: 7,
+            attempts: 3,
+            payload_len: 7,
+            header_count: 1,
         };
-        let encoded = message.encode();
-        assert_eq!(Message::decode(&encoded).unwrap(), message);
-        assert!(Message::decode(&encoded[..encoded.len() - 1]).is_err());
+        let key = FairnessKey::new("tenant-1");
+        let encoded = message.encode(&key);
+        let mut intern = |keys: &[&str]| -> Arc<[ThrottleKey]> {
+            keys.iter().map(|k| ThrottleKey::new(k)).collect()
+        };
+        let decoded = Message::decode(&encoded, &mut intern).unwrap();
+        assert_eq!(decoded.message, message);
+        assert_eq!(decoded.fairness_key, "tenant-1");
+        assert!(Message::decode(&encoded[..encoded.len() - 1], &mut intern).is_err());
+        let no_headers: Arc<[(String, String)]> = Arc::from(Vec::new());
+        let headers = vec![("a".to_string(), "1".to_string())];
+        let body = Body::decode(Body::encode(&headers, b"payload"), &no_headers).unwrap();
+        assert_eq!(&body.headers[..], &headers[..]);
+        assert_eq!(body.payload, Bytes::from_static(b"payload"));
+        let bare = Body::decode(Body::encode(&[], b""), &no_headers).unwrap();
+        assert!(Arc::ptr_eq(&bare.headers, &no_headers));
+        let mut cut = Body::encode(&headers, b"payload");
+        cut.pop();
+        assert!(Body::decode(cut, &no_headers).is_err());
         let lease = LeaseRecord {
             deadline: Time::from_millis(9),
             leased_at: Time::from_millis(1),

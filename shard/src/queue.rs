@@ -16,7 +16,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::drr::{Drr, DrrKeyState, DrrKeys, KeyIdx};
 use crate::hooks::QueueScripts;
 use crate::ids::{ConnectionId, ConsumerId, FairnessKey, MessageId, QueueId};
-use crate::message::Message;
+use crate::message::{Body, Message};
 use crate::slab::{Slab, SlabRef};
 use crate::storage::keys::PendingOrder;
 use crate::time::Time;
@@ -60,8 +60,8 @@ pub enum SlotState {
     Ready,
     /// Waiting for its ready-at instant.
     Delayed,
-    /// Leased to a connection.
-    Leased(Lease),
+    /// Leased to a connection (boxed: most messages are pending, and a slot stays small).
+    Leased(Box<Lease>),
     /// Between states inside one operation.
     Detached,
 }
@@ -92,6 +92,8 @@ pub struct MsgSlot {
     pub order: PendingOrder,
     /// Its state.
     pub state: SlotState,
+    /// Its body while the shard's body cache holds it (taken at delivery).
+    pub body: Option<Box<Body>>,
 }
 
 /// A fairness key of this queue.
@@ -141,6 +143,8 @@ pub struct QueueCounters {
     pub dead_lettered: u64,
     /// Messages redriven into this queue.
     pub redriven: u64,
+    /// Body reads that failed at delivery or in the failure path (the message stayed put).
+    pub body_read_errors: u64,
 }
 
 impl DrrKeys for Slab<KeySlot> {
@@ -185,6 +189,8 @@ pub struct Queue {
     pub in_wake: bool,
     /// Counters.
     pub counters: QueueCounters,
+    /// After a failed body read, deliveries from this queue pause until this instant.
+    pub read_retry_at: Option<Time>,
     next_lease_no: u64,
 }
 
@@ -218,6 +224,7 @@ impl Queue {
             armed_at: None,
             in_wake: false,
             counters: QueueCounters::default(),
+            read_retry_at: None,
             next_lease_no: 0,
         }
     }
@@ -283,15 +290,34 @@ impl Queue {
         self.key_for(key.as_str(), || key.clone(), weight)
     }
 
+    /// The key of a recovered message: found by text (no allocation for a known key);
+    /// a known key keeps its weight (recovery sets weights at the end).
+    pub fn key_for_recovered(&mut self, key: &str, weight: u32) -> KeyIdx {
+        if let Some(idx) = self.key_index.get(key).copied()
+            && self.keys.get_idx(idx).is_some()
+        {
+            return idx;
+        }
+        self.key_for(key, || FairnessKey::new(key), weight)
+    }
+
+    /// The index record of a message as stored (with its fairness key).
+    pub fn index_record(&self, r: SlabRef) -> Option<Vec<u8>> {
+        let slot = self.messages.get(r)?;
+        let key = &self.keys.get_idx(slot.key)?.key;
+        Some(slot.message.encode(key))
+    }
+
     /// Stores a message with its pending order; ready now or delayed.
     pub fn insert(
         &mut self,
         message: Message,
+        body: Option<Box<Body>>,
         key: KeyIdx,
         order: PendingOrder,
         now: Time,
     ) -> SlabRef {
-        let r = self.insert_detached(message, key, order);
+        let r = self.insert_detached(message, body, key, order);
         self.place(r, order, now);
         r
     }
@@ -300,6 +326,7 @@ impl Queue {
     pub fn insert_detached(
         &mut self,
         message: Message,
+        body: Option<Box<Body>>,
         key: KeyIdx,
         order: PendingOrder,
     ) -> SlabRef {
@@ -309,6 +336,7 @@ impl Queue {
             key,
             order,
             state: SlotState::Detached,
+            body,
         });
         self.by_id.insert(MessageIdKey(id), r);
         r
@@ -398,6 +426,19 @@ impl Queue {
         self.drr.active_keys() > 0
     }
 
+    /// The message [`Queue::take_and_lease`] would take next, without taking it (DRR's pick
+    /// is idempotent until the key is charged).
+    pub fn peek_next(&mut self, quantum: u32) -> Option<SlabRef> {
+        let key = self.drr.pick(&mut self.keys, quantum)?;
+        self.keys.get_idx(key)?.ready.front().copied()
+    }
+
+    /// The fairness key of a slot.
+    pub fn key_of(&self, r: SlabRef) -> Option<&FairnessKey> {
+        let slot = self.messages.get(r)?;
+        self.keys.get_idx(slot.key).map(|k| &k.key)
+    }
+
     /// Takes the next message by DRR and leases it. Returns the slot.
     pub fn take_and_lease(
         &mut self,
@@ -423,13 +464,13 @@ impl Queue {
         self.next_lease_no += 1;
         let slot = self.messages.get_mut(r)?;
         debug_assert_eq!(slot.state, SlotState::Ready);
-        slot.state = SlotState::Leased(Lease {
+        slot.state = SlotState::Leased(Box::new(Lease {
             connection: Some(connection),
             consumer: Some(consumer),
             deadline,
             leased_at: now,
             lease_no,
-        });
+        }));
         self.leases.push_back((deadline, lease_no, r));
         self.leased_count += 1;
         Some(r)
@@ -442,13 +483,13 @@ impl Queue {
         let Some(slot) = self.messages.get_mut(r) else {
             return;
         };
-        slot.state = SlotState::Leased(Lease {
+        slot.state = SlotState::Leased(Box::new(Lease {
             connection: None,
             consumer: None,
             deadline,
             leased_at,
             lease_no,
-        });
+        }));
         let key = slot.key;
         if let Some(k) = self.keys.get_idx_mut(key) {
             k.leased += 1;
@@ -465,7 +506,7 @@ impl Queue {
     /// The current lease of `r`, if leased.
     pub fn lease_of(&self, r: SlabRef) -> Option<&Lease> {
         match &self.messages.get(r)?.state {
-            SlotState::Leased(lease) => Some(lease),
+            SlotState::Leased(lease) => Some(lease.as_ref()),
             _ => None,
         }
     }
@@ -484,7 +525,7 @@ impl Queue {
         self.leased_count -= 1;
         self.stale_leases += 1;
         self.compact_leases();
-        Some(lease)
+        Some(*lease)
     }
 
     fn compact_leases(&mut self) {

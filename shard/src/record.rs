@@ -4,8 +4,6 @@
 //! byte strings. Decoding checks every length against the remaining input and fails with a
 //! reason instead of panicking, so a corrupt record becomes `StorageError::Corrupt`.
 
-use bytes::Bytes;
-
 /// Version byte of every record this code writes.
 pub const RECORD_VERSION: u8 = 1;
 
@@ -165,11 +163,6 @@ impl<'a> Reader<'a> {
         } else {
             Err(format!("{} trailing bytes", self.rest.len()))
         }
-    }
-
-    /// The rest of the input as a shared buffer (for payloads).
-    pub fn bytes_owned(&mut self) -> Result<Bytes, String> {
-        self.bytes().map(Bytes::copy_from_slice)
     }
 }
 

@@ -2,17 +2,23 @@
 //! runtime config, every message in pending order (ready, delayed or leased), attempts, DLQ
 //! contents and lease deadlines.
 //!
+//! Bounded memory: recovery streams each queue's small index records (`messages` keyspace)
+//! and builds index entries only; it never reads the `bodies` keyspace, so payloads and
+//! headers stay on disk until delivery (the body cache starts empty). Fairness keys and
+//! throttle-key lists are shared, not allocated per message.
+//!
 //! Connections do not survive a restart, so a recovered lease has no holder: nobody can ack
 //! it, and it expires at its stored deadline as a failed attempt. DRR state starts fresh; keys
 //! join the ring in the order of their first deliverable message. A key's weight is the weight
 //! of its most recently enqueued surviving message.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::command::ShardOptions;
 use crate::error::RecoveryError;
 use crate::hooks::{HookContext, Hooks};
-use crate::ids::QueueId;
+use crate::ids::{QueueId, ThrottleKey};
 use crate::message::{LeaseRecord, Message, QueueRecord};
 use crate::shard::Shard;
 use crate::storage::keys::{
@@ -214,7 +220,38 @@ impl<S: Storage> Shard<S> {
     }
 }
 
-/// Restores one queue's leases and messages.
+/// Shares one `Arc` per distinct throttle-key list while recovery decodes records, so a
+/// million messages with the same throttle keys hold one list, not a million.
+struct ThrottleInterner {
+    none: Arc<[ThrottleKey]>,
+    last: Option<(Vec<String>, Arc<[ThrottleKey]>)>,
+    known: HashMap<Vec<String>, Arc<[ThrottleKey]>>,
+}
+
+impl ThrottleInterner {
+    fn intern(&mut self, keys: &[&str]) -> Arc<[ThrottleKey]> {
+        if keys.is_empty() {
+            return self.none.clone();
+        }
+        if let Some((text, shared)) = &self.last
+            && text.len() == keys.len()
+            && text.iter().zip(keys).all(|(a, b)| a == b)
+        {
+            return shared.clone();
+        }
+        let text: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+        let shared = self
+            .known
+            .entry(text.clone())
+            .or_insert_with(|| keys.iter().map(|k| ThrottleKey::new(k)).collect())
+            .clone();
+        self.last = Some((text, shared.clone()));
+        shared
+    }
+}
+
+/// Restores one queue's leases and messages. Streams the queue's index records (no payload
+/// or header is read: bodies stay in storage until delivery).
 fn report_queue<S: Storage>(
     shard: &mut Shard<S>,
     problems: &mut Problems<'_>,
@@ -237,44 +274,67 @@ fn report_queue<S: Storage>(
             Err(reason) => problems.corrupt(Keyspace::Leases, &key, reason)?,
         }
     }
-    let entries = scan(&shard.storage, Keyspace::Messages, &prefix)?;
+    let mut interner = ThrottleInterner {
+        none: shard.no_throttle_keys.clone(),
+        last: None,
+        known: HashMap::new(),
+    };
+    let storage = &shard.storage;
     let Some(q) = shard.queues.get_mut(queue_ref) else {
         return Ok(());
     };
     let mut newest: HashMap<u32, (Time, u32)> = HashMap::new();
-    for (key, value) in entries {
-        let Some((_, order)) = parse_message_key(&key) else {
-            problems.corrupt(Keyspace::Messages, &key, "bad message key".to_string())?;
-            continue;
-        };
-        let message = match Message::decode(&value) {
-            Ok(message) => message,
-            Err(reason) => {
-                problems.corrupt(Keyspace::Messages, &key, reason)?;
-                continue;
+    let mut failed: Option<RecoveryError> = None;
+    let mut seen_max = *max_seq;
+    let mut restored = (0usize, 0usize);
+    storage.scan_prefix(Keyspace::Messages, &prefix, &mut |key, value| {
+        let mut check = |problem: Result<(), RecoveryError>| match problem {
+            Ok(()) => true,
+            Err(err) => {
+                failed = Some(err);
+                false
             }
         };
-        *max_seq = Some(max_seq.map_or(order.seq, |m: u64| m.max(order.seq)));
+        let Some((_, order)) = parse_message_key(key) else {
+            return Ok(check(problems.corrupt(
+                Keyspace::Messages,
+                key,
+                "bad message key".to_string(),
+            )));
+        };
+        let record = match Message::decode(value, &mut |keys| interner.intern(keys)) {
+            Ok(record) => record,
+            Err(reason) => return Ok(check(problems.corrupt(Keyspace::Messages, key, reason))),
+        };
+        let message = record.message;
+        let top = order.seq.max(message.body_seq);
+        seen_max = Some(seen_max.map_or(top, |m: u64| m.max(top)));
         let weight = message.weight;
         let enqueued_at = message.enqueued_at;
-        let fairness_key = message.fairness_key.clone();
-        let key_idx = q.key_for_moved(&fairness_key, weight);
+        let key_idx = q.key_for_recovered(record.fairness_key, weight);
         let entry = newest.entry(key_idx).or_insert((enqueued_at, weight));
         if enqueued_at >= entry.0 {
             *entry = (enqueued_at, weight);
         }
         match leases.remove(&order) {
             Some((_, lease)) => {
-                let r = q.insert_detached(message, key_idx, order);
+                let r = q.insert_detached(message, None, key_idx, order);
                 q.restore_lease(r, lease.deadline, lease.leased_at);
-                problems.report.leases += 1;
+                restored.1 += 1;
             }
             None => {
-                q.insert(message, key_idx, order, now);
+                q.insert(message, None, key_idx, order, now);
             }
         }
-        problems.report.messages += 1;
+        restored.0 += 1;
+        Ok(true)
+    })?;
+    if let Some(err) = failed {
+        return Err(err);
     }
+    *max_seq = seen_max;
+    problems.report.messages += restored.0;
+    problems.report.leases += restored.1;
     for (key_idx, (_, weight)) in newest {
         if let Some(k) = q.keys.get_idx_mut(key_idx) {
             k.drr.weight = weight;

@@ -19,7 +19,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::command::ShardOptions;
+use crate::cache::BodyCache;
+use crate::command::{BodyCacheStats, ShardOptions};
 use crate::config::RuntimeConfig;
 use crate::error::Poisoned;
 use crate::hooks::Hooks;
@@ -60,6 +61,7 @@ pub struct Shard<S: Storage> {
     pub(crate) default_key: FairnessKey,
     pub(crate) no_headers: Arc<[(String, String)]>,
     pub(crate) no_throttle_keys: Arc<[ThrottleKey]>,
+    pub(crate) cache: BodyCache,
 }
 
 impl<S: Storage> std::fmt::Debug for Shard<S> {
@@ -96,6 +98,7 @@ impl<S: Storage> Shard<S> {
             META_FORMAT_VERSION.to_vec(),
             FORMAT_VERSION.to_be_bytes().to_vec(),
         );
+        let cache = BodyCache::new(options.body_cache_bytes);
         Shard {
             storage,
             writes,
@@ -117,6 +120,7 @@ impl<S: Storage> Shard<S> {
             default_key: FairnessKey::new(FairnessKey::DEFAULT),
             no_headers: Arc::from(Vec::new()),
             no_throttle_keys: Arc::from(Vec::new()),
+            cache,
         }
     }
 
@@ -133,6 +137,13 @@ impl<S: Storage> Shard<S> {
     /// The options in force.
     pub fn options(&self) -> &ShardOptions {
         &self.options
+    }
+
+    /// The body cache: budget, use, hits, storage reads and read failures. A failed read
+    /// leaves its message pending (deliveries from its queue pause briefly and retry);
+    /// the server logs `last_read_error`.
+    pub fn body_cache(&self) -> &BodyCacheStats {
+        &self.cache.stats
     }
 
     /// The latest `now` seen (time never goes backwards inside a shard).
@@ -230,7 +241,10 @@ impl<S: Storage> Shard<S> {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if !q.in_wake && q.has_ready() && q.has_consumer_credit() {
+        if q.read_retry_at.is_some_and(|at| at <= self.now) {
+            q.read_retry_at = None;
+        }
+        if !q.in_wake && q.read_retry_at.is_none() && q.has_ready() && q.has_consumer_credit() {
             q.in_wake = true;
             self.wake.push_back(queue);
         }
@@ -263,6 +277,22 @@ impl<S: Storage> Shard<S> {
                     queue.id
                 ));
             }
+        }
+        let (mut used, mut entries) = (0usize, 0usize);
+        for (_, queue) in self.queues.iter() {
+            for (_, slot) in queue.messages.iter() {
+                if let Some(body) = &slot.body {
+                    used += body.cost();
+                    entries += 1;
+                }
+            }
+        }
+        let stats = &self.cache.stats;
+        if used != stats.used_bytes || entries != stats.entries || used > stats.budget_bytes {
+            return Err(format!(
+                "body cache accounting drifted: {entries} bodies of {used} bytes held, {} of {} counted, budget {}",
+                stats.entries, stats.used_bytes, stats.budget_bytes
+            ));
         }
         if self.by_name.len() != self.queues.len() {
             return Err("name index has extra entries".to_string());

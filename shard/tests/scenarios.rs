@@ -175,6 +175,7 @@ fn acks_are_connection_scoped_and_stale_acks_change_nothing() {
     assert_eq!(w.ack(1, "q", id), Err(AckError::MessageNotFound));
     assert_eq!(w.shard.stats("q").unwrap().depth, 0);
     assert_eq!(w.shard.storage().len(Keyspace::Messages), 0);
+    assert_eq!(w.shard.storage().len(Keyspace::Bodies), 0);
     assert_eq!(w.shard.storage().len(Keyspace::Leases), 0);
     w.check();
 }
@@ -341,7 +342,12 @@ fn delete_removes_messages_leases_dlq_and_consumers() {
     assert_eq!(deleted.dropped_consumers, vec![(c, ConnectionId(1))]);
     assert!(w.shard.list_queues().is_empty());
     let store = w.shard.storage();
-    for ks in [Keyspace::Messages, Keyspace::Leases, Keyspace::Queues] {
+    for ks in [
+        Keyspace::Messages,
+        Keyspace::Bodies,
+        Keyspace::Leases,
+        Keyspace::Queues,
+    ] {
         assert_eq!(store.len(ks), 0, "{ks:?}");
     }
     assert!(matches!(
@@ -521,11 +527,13 @@ fn take_writes_lets_the_server_apply_elsewhere() {
     };
     w.shard.enqueue(w.now, vec![item]);
     let batch: WriteBatch = w.shard.take_writes();
-    assert_eq!(batch.len(), 1);
+    // One index record and one body record.
+    assert_eq!(batch.len(), 2);
     assert!(!w.shard.has_writes());
     let mut other = w.shard.storage().clone();
     other.apply(&batch).unwrap();
     assert_eq!(other.len(Keyspace::Messages), 2);
+    assert_eq!(other.len(Keyspace::Bodies), 2);
     w.shard.poison();
     assert!(w.shard.is_poisoned());
 }

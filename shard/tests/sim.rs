@@ -43,6 +43,9 @@ struct Model {
     held: Vec<(u64, String, MessageId)>,
     /// Open connections and their consumers.
     connections: Vec<(u64, Vec<ConsumerId>)>,
+    /// Headers and payload each message was enqueued with (checked at every delivery,
+    /// whether the body came from the cache or from storage).
+    bodies: HashMap<MessageId, (Vec<(String, String)>, Bytes)>,
 }
 
 struct Sim {
@@ -60,6 +63,8 @@ fn options(seed: u64) -> ShardOptions {
     ShardOptions {
         seed,
         quantum: 2,
+        // Small caches so that deliveries of cold bodies (read from storage) are common.
+        body_cache_bytes: [0, 300, 2_000, 1 << 20][(seed % 4) as usize],
         ..ShardOptions::default()
     }
 }
@@ -132,16 +137,25 @@ impl Sim {
                 }
                 let queue = self.pick(&["a", "b", "a.dlq"]).unwrap();
                 let n = 1 + self.below(4);
-                let items = (0..n)
-                    .map(|_| EnqueueItem {
-                        queue: queue.to_string(),
-                        headers: self.headers(),
-                        payload: Bytes::from_static(b"p"),
+                let items: Vec<EnqueueItem> = (0..n)
+                    .map(|_| {
+                        let size = self.below(40) as usize;
+                        let fill = self.below(256) as u8;
+                        EnqueueItem {
+                            queue: queue.to_string(),
+                            headers: self.headers(),
+                            payload: Bytes::from(vec![fill; size]),
+                        }
                     })
                     .collect();
-                for result in self.shard.enqueue(now, items) {
+                let bodies: Vec<_> = items
+                    .iter()
+                    .map(|i| (i.headers.clone(), i.payload.clone()))
+                    .collect();
+                for (result, body) in self.shard.enqueue(now, items).into_iter().zip(bodies) {
                     let id = result.unwrap();
                     assert!(self.model.live.insert(id, 0).is_none(), "duplicate id {id}");
+                    self.model.bodies.insert(id, body);
                 }
             }
             20..=24 => {
@@ -197,6 +211,9 @@ impl Sim {
                         d.message_id
                     );
                     self.model.live.insert(d.message_id, d.attempts);
+                    let (headers, payload) = &self.model.bodies[&d.message_id];
+                    assert_eq!(&d.headers[..], &headers[..], "headers of {}", d.message_id);
+                    assert_eq!(&d.payload, payload, "payload of {}", d.message_id);
                     self.model
                         .held
                         .push((d.connection.0, d.queue.to_string(), d.message_id));
@@ -327,6 +344,7 @@ impl Sim {
         }
         let store = self.shard.storage();
         assert_eq!(store.len(Keyspace::Messages), total, "stored messages");
+        assert_eq!(store.len(Keyspace::Bodies), total, "stored bodies");
         assert_eq!(store.len(Keyspace::Leases), leased, "stored leases");
     }
 

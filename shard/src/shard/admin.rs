@@ -15,7 +15,7 @@ use crate::limits::{
 };
 use crate::message::QueueRecord;
 use crate::queue::{Queue, SlotState};
-use crate::storage::keys::{META_NEXT_QUEUE_NO, config_key, message_key, queue_key};
+use crate::storage::keys::{META_NEXT_QUEUE_NO, body_key, config_key, message_key, queue_key};
 use crate::storage::{Keyspace, Storage};
 use crate::time::Time;
 
@@ -158,6 +158,11 @@ impl<S: Storage> Shard<S> {
                     self.writes.delete(Keyspace::Leases, key.clone());
                 }
                 self.writes.delete(Keyspace::Messages, key);
+                self.writes
+                    .delete(Keyspace::Bodies, body_key(slot.message.body_seq).to_vec());
+                if let Some(body) = &slot.body {
+                    self.cache.release(body);
+                }
             }
             self.writes
                 .delete(Keyspace::Queues, queue_key(q.id.as_str()));
@@ -205,18 +210,24 @@ impl<S: Storage> Shard<S> {
         }
         let refs: Vec<_> = selected.iter().map(|(_, r)| *r).collect();
         q.detach_pending(&refs);
+        // Fairness keys first: removing a detached message may free its key slot while
+        // other detached messages of the same key are still to be moved.
+        let keys: Vec<_> = refs.iter().map(|r| q.key_of(*r).cloned()).collect();
         let mut moved = Vec::with_capacity(refs.len());
-        for r in &refs {
+        for (r, key) in refs.iter().zip(keys) {
+            let Some(key) = key else {
+                continue;
+            };
             if let Some(slot) = q.remove(*r) {
                 self.writes
                     .delete(Keyspace::Messages, message_key(q.no, slot.order));
-                moved.push(slot.message);
+                moved.push((slot.message, key, slot.body));
             }
         }
         let n = moved.len() as u64;
-        for mut message in moved {
+        for (mut message, key, body) in moved {
             message.attempts = 0;
-            self.insert_moved(now, parent_ref, message);
+            self.insert_moved(now, parent_ref, message, &key, body);
         }
         if let Some(p) = self.queues.get_mut(parent_ref) {
             p.counters.redriven += n;
@@ -339,7 +350,10 @@ impl<S: Storage> Shard<S> {
                     SlotState::Ready | SlotState::Detached => MessageState::Ready,
                 },
                 attempts: s.message.attempts,
-                fairness_key: s.message.fairness_key.clone(),
+                fairness_key: q
+                    .keys
+                    .get_idx(s.key)
+                    .map_or_else(|| self.default_key.clone(), |k| k.key.clone()),
                 order: s.order,
                 enqueued_at: s.message.enqueued_at,
             })

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::cache::BODY_READ_RETRY_MS;
 use crate::command::{AckItem, Delivery, EnqueueItem, NackItem};
 use crate::error::{AckError, ConsumeError, EnqueueError, NackError};
 use crate::hooks::{EnqueueInput, FailureDecision, FailureInput, HookContext};
@@ -11,10 +12,10 @@ use crate::limits::{
     CREDIT_WINDOW_MAX, HEADER_BYTES_MAX, HEADERS_MAX, KEY_BYTES_MAX, RETRY_DELAY_MS_MAX,
     THROTTLE_KEYS_MAX, WEIGHT_MAX, WEIGHT_MIN,
 };
-use crate::message::{LeaseRecord, Message};
+use crate::message::{Body, LeaseRecord, Message};
 use crate::queue::SlotState;
 use crate::slab::SlabRef;
-use crate::storage::keys::message_key;
+use crate::storage::keys::{body_key, message_key};
 use crate::storage::{Keyspace, Storage};
 use crate::time::Time;
 
@@ -115,10 +116,6 @@ impl<S: Storage> Shard<S> {
             },
             weight,
         );
-        let fairness_key = queue
-            .keys
-            .get_idx(key_idx)
-            .map_or_else(|| default_key.clone(), |k| k.key.clone());
         let throttle_keys: Arc<[ThrottleKey]> = if decision.throttle_keys.is_empty() {
             self.no_throttle_keys.clone()
         } else {
@@ -129,27 +126,37 @@ impl<S: Storage> Shard<S> {
                 .map(|k| ThrottleKey::new(bounded_key(k)))
                 .collect()
         };
+        let message = Message {
+            id,
+            body_seq: order.seq,
+            throttle_keys,
+            enqueued_at: now,
+            weight,
+            attempts: 0,
+            payload_len: u32::try_from(item.payload.len()).unwrap_or(u32::MAX),
+            header_count: item.headers.len() as u32,
+        };
+        let record = match queue.keys.get_idx(key_idx) {
+            Some(k) => message.encode(&k.key),
+            None => message.encode(default_key),
+        };
+        self.writes
+            .put(Keyspace::Messages, message_key(queue.no, order), record);
+        self.writes.put(
+            Keyspace::Bodies,
+            body_key(order.seq).to_vec(),
+            Body::encode(&item.headers, &item.payload),
+        );
         let headers: Arc<[(String, String)]> = if item.headers.is_empty() {
             self.no_headers.clone()
         } else {
             item.headers.into()
         };
-        let message = Message {
-            id,
+        let body = self.cache.admit(Body {
             headers,
             payload: item.payload,
-            fairness_key,
-            weight,
-            throttle_keys,
-            attempts: 0,
-            enqueued_at: now,
-        };
-        self.writes.put(
-            Keyspace::Messages,
-            message_key(queue.no, order),
-            message.encode(),
-        );
-        queue.insert(message, key_idx, order, now);
+        });
+        queue.insert(message, body, key_idx, order, now);
         queue.counters.enqueued += 1;
         self.wake(queue_ref);
         Ok(id)
@@ -281,7 +288,11 @@ impl<S: Storage> Shard<S> {
         let Some(q) = self.queues.get_mut(queue_ref) else {
             return 0;
         };
+        if q.read_retry_at.is_some_and(|at| at > now) {
+            return 0;
+        }
         let mut delivered = 0;
+        let mut retry_at = None;
         while delivered < max {
             let (consumer, connection) = match only {
                 Some(id) => match (q.credit_of(id), q.consumers.get(&id)) {
@@ -293,9 +304,41 @@ impl<S: Storage> Shard<S> {
                     None => break,
                 },
             };
+            // The body first: if it cannot be read, nothing has changed yet and the message
+            // stays at the head of its key's FIFO.
+            let Some(next) = q.peek_next(quantum) else {
+                break;
+            };
+            let Some(slot) = q.messages.get_mut(next) else {
+                break;
+            };
+            let body = match slot.body.take() {
+                Some(body) => self.cache.hit(body),
+                None => {
+                    match self
+                        .cache
+                        .load(&self.storage, slot.message.body_seq, &self.no_headers)
+                    {
+                        Ok(body) => body,
+                        Err(reason) => {
+                            let id = slot.message.id;
+                            q.counters.body_read_errors += 1;
+                            self.cache.report(format!(
+                            "queue {}: body of message {id} could not be read ({reason}); it stays pending, deliveries retry in {BODY_READ_RETRY_MS} ms",
+                            q.id
+                        ));
+                            let at = now.plus_millis(BODY_READ_RETRY_MS);
+                            q.read_retry_at = Some(at);
+                            retry_at = Some(at);
+                            break;
+                        }
+                    }
+                }
+            };
             let Some(slot_ref) = q.take_and_lease(quantum, now, connection, consumer) else {
                 break;
             };
+            debug_assert_eq!(slot_ref, next);
             if only.is_some() {
                 q.charge_consumer(consumer, true);
             } else {
@@ -318,14 +361,18 @@ impl<S: Storage> Shard<S> {
                 record.encode(),
             );
             let m = &slot.message;
+            let fairness_key = match q.keys.get_idx(slot.key) {
+                Some(k) => k.key.clone(),
+                None => self.default_key.clone(),
+            };
             out.push(Delivery {
                 consumer,
                 connection,
                 queue: q.id.clone(),
                 message_id: m.id,
-                headers: m.headers.clone(),
-                payload: m.payload.clone(),
-                fairness_key: m.fairness_key.clone(),
+                headers: body.headers,
+                payload: body.payload,
+                fairness_key,
                 weight: m.weight,
                 throttle_keys: m.throttle_keys.clone(),
                 attempts: m.attempts,
@@ -335,6 +382,12 @@ impl<S: Storage> Shard<S> {
             q.counters.leased += 1;
             delivered += 1;
         }
+        if let Some(at) = retry_at {
+            self.arm(queue_ref, at);
+        }
+        let Some(q) = self.queues.get(queue_ref) else {
+            return delivered;
+        };
         if delivered > 0 {
             if let Some(at) = q.next_due() {
                 self.arm(queue_ref, at);
@@ -397,6 +450,13 @@ impl<S: Storage> Shard<S> {
             let key = message_key(q.no, removed.order);
             self.writes.delete(Keyspace::Leases, key.clone());
             self.writes.delete(Keyspace::Messages, key);
+            self.writes.delete(
+                Keyspace::Bodies,
+                body_key(removed.message.body_seq).to_vec(),
+            );
+            if let Some(body) = &removed.body {
+                self.cache.release(body);
+            }
         }
         q.counters.acked += 1;
         self.wake(queue_ref);
@@ -449,18 +509,44 @@ impl<S: Storage> Shard<S> {
         let old_key = message_key(q.no, s.order);
         self.writes.delete(Keyspace::Leases, old_key.clone());
         s.message.attempts = s.message.attempts.saturating_add(1);
-        let decision = self.hooks.on_failure(
-            HookContext {
-                config: &self.config,
-            },
-            &FailureInput {
-                queue: &q.id,
-                id: s.message.id,
-                headers: &s.message.headers,
-                attempts: s.message.attempts,
-                error,
-            },
-        );
+        // The hook sees the headers: held in the cache, or read with the body. If that read
+        // fails the hook is skipped and the message is retried at once (the no-hook rule);
+        // the failure is counted and reported, never a loss.
+        let headers = if s.message.header_count == 0 {
+            Some(self.no_headers.clone())
+        } else if let Some(body) = &s.body {
+            Some(body.headers.clone())
+        } else {
+            match self
+                .cache
+                .load(&self.storage, s.message.body_seq, &self.no_headers)
+            {
+                Ok(body) => Some(body.headers),
+                Err(reason) => {
+                    q.counters.body_read_errors += 1;
+                    self.cache.report(format!(
+                        "queue {}: headers of message {} could not be read ({reason}); on_failure skipped, retried at once",
+                        q.id, s.message.id
+                    ));
+                    None
+                }
+            }
+        };
+        let decision = match headers {
+            Some(headers) => self.hooks.on_failure(
+                HookContext {
+                    config: &self.config,
+                },
+                &FailureInput {
+                    queue: &q.id,
+                    id: s.message.id,
+                    headers: &headers,
+                    attempts: s.message.attempts,
+                    error,
+                },
+            ),
+            None => FailureDecision::Retry { delay_ms: 0 },
+        };
         let dlq_ref = match decision {
             FailureDecision::DeadLetter => q
                 .dlq_name
@@ -471,13 +557,14 @@ impl<S: Storage> Shard<S> {
         self.writes.delete(Keyspace::Messages, old_key);
         match (dlq_ref, decision) {
             (Some(dlq_ref), _) => {
-                let Some(removed) = self.queues.get_mut(queue_ref).and_then(|q| {
+                let Some((removed, key)) = self.queues.get_mut(queue_ref).and_then(|q| {
                     q.counters.dead_lettered += 1;
-                    q.remove(slot)
+                    let key = q.key_of(slot).cloned()?;
+                    Some((q.remove(slot)?, key))
                 }) else {
                     return;
                 };
-                self.insert_moved(now, dlq_ref, removed.message);
+                self.insert_moved(now, dlq_ref, removed.message, &key, removed.body);
             }
             (None, decision) => {
                 let delay_ms = match decision {
@@ -489,12 +576,9 @@ impl<S: Storage> Shard<S> {
                     return;
                 };
                 q.place(slot, order, now);
-                if let Some(s) = q.messages.get(slot) {
-                    self.writes.put(
-                        Keyspace::Messages,
-                        message_key(q.no, order),
-                        s.message.encode(),
-                    );
+                if let Some(record) = q.index_record(slot) {
+                    self.writes
+                        .put(Keyspace::Messages, message_key(q.no, order), record);
                 }
                 if delay_ms > 0 {
                     self.arm(queue_ref, Time::from_micros(order.ready_at_us));
@@ -505,18 +589,30 @@ impl<S: Storage> Shard<S> {
     }
 
     /// Inserts a message taken from another queue (dead-letter, redrive) as ready now.
-    pub(crate) fn insert_moved(&mut self, now: Time, target: SlabRef, message: Message) {
+    /// Its body record stays where it is (keyed by body sequence); only the index record
+    /// moves. A cached body moves with it.
+    pub(crate) fn insert_moved(
+        &mut self,
+        now: Time,
+        target: SlabRef,
+        message: Message,
+        fairness_key: &FairnessKey,
+        body: Option<Box<Body>>,
+    ) {
         let order = self.next_order(now);
         let Some(t) = self.queues.get_mut(target) else {
+            if let Some(body) = &body {
+                self.cache.release(body);
+            }
             return;
         };
-        let key = t.key_for_moved(&message.fairness_key, message.weight);
+        let key = t.key_for_moved(fairness_key, message.weight);
         self.writes.put(
             Keyspace::Messages,
             message_key(t.no, order),
-            message.encode(),
+            message.encode(fairness_key),
         );
-        t.insert(message, key, order, now);
+        t.insert(message, body, key, order, now);
         self.wake(target);
     }
 

@@ -292,6 +292,7 @@ pub struct FjallStorage {
     db: Database,
     queues: fjall::Keyspace,
     messages: fjall::Keyspace,
+    bodies: fjall::Keyspace,
     leases: fjall::Keyspace,
     config: fjall::Keyspace,
     meta: fjall::Keyspace,
@@ -352,6 +353,7 @@ impl FjallStorage {
         Ok(FjallStorage {
             queues: keyspace(Keyspace::Queues)?,
             messages: keyspace(Keyspace::Messages)?,
+            bodies: keyspace(Keyspace::Bodies)?,
             leases: keyspace(Keyspace::Leases)?,
             config: keyspace(Keyspace::Config)?,
             meta: keyspace(Keyspace::Meta)?,
@@ -421,6 +423,7 @@ impl FjallStorage {
         match keyspace {
             Keyspace::Queues => &self.queues,
             Keyspace::Messages => &self.messages,
+            Keyspace::Bodies => &self.bodies,
             Keyspace::Leases => &self.leases,
             Keyspace::Config => &self.config,
             Keyspace::Meta => &self.meta,

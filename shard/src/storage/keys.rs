@@ -3,7 +3,8 @@
 //! | keyspace | key | value |
 //! |---|---|---|
 //! | `queues` | queue name (UTF-8) | queue definition record |
-//! | `messages` | queue number (u64 BE) · ready-at µs (u64 BE) · sequence (u64 BE) | message record |
+//! | `messages` | queue number (u64 BE) · ready-at µs (u64 BE) · sequence (u64 BE) | message index record |
+//! | `bodies` | body sequence (u64 BE) | body record (headers, payload) |
 //! | `leases` | same 24 bytes as the message | lease record |
 //! | `config` | config key (UTF-8) | config value (UTF-8) |
 //! | `meta` | a name below | u64 BE |
@@ -12,13 +13,20 @@
 //! returns its messages in pending order (ready-at, then sequence). A queue number is given
 //! once per queue creation and never reused, so a queue created again with an old name can
 //! never see records of its predecessor.
+//!
+//! A message's body is written once, at enqueue, under the sequence number its first pending
+//! order got (its *body sequence*, kept in the index record); retries, dead-lettering and
+//! redrive rewrite only the small index record under a new key and never touch the body.
+//! Sequence numbers are shard-wide and recovery resumes above every sequence it saw (index
+//! keys and body sequences), so a body key is never shared by two live messages.
 
 /// Meta key: the on-disk format version.
 pub const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// Meta key: the next queue number to hand out.
 pub const META_NEXT_QUEUE_NO: &[u8] = b"next_queue_no";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The format version this code writes and reads. Version 2 split message records into an
+/// index record (`messages`) and a body record (`bodies`); version 1 data is refused.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Length of a message (and lease) key.
 pub const MESSAGE_KEY_BYTES: usize = 24;
@@ -59,6 +67,14 @@ pub fn parse_message_key(key: &[u8]) -> Option<(u64, PendingOrder)> {
             seq: u64::from_be_bytes(*seq),
         },
     ))
+}
+
+/// Length of a body key.
+pub const BODY_KEY_BYTES: usize = 8;
+
+/// The key of a message body.
+pub fn body_key(body_seq: u64) -> [u8; BODY_KEY_BYTES] {
+    body_seq.to_be_bytes()
 }
 
 /// The key of a queue definition.

@@ -5,18 +5,35 @@
 //! committed. A crash that loses uncommitted writes is simulated by dropping the shard before
 //! its pending batch is applied.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::{Keyspace, Storage, StorageError, Visit, WriteBatch, WriteOp};
 
 /// Ordered maps, one per keyspace. `Clone` gives a crash-consistent copy.
+///
+/// Reads are counted per keyspace ([`MemoryStorage::reads`]) so tests can check what a code
+/// path reads (recovery must not read message bodies), and point reads can be made to fail
+/// ([`MemoryStorage::fail_gets`]) to test the read-failure path.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
     keyspaces: BTreeMap<Keyspace, BTreeMap<Vec<u8>, Vec<u8>>>,
     /// When set, the next `apply` fails (and poisons), to test the failure path.
     fail_next_apply: bool,
     poisoned: bool,
+    /// Point reads of this keyspace fail while `failing_gets` is above zero.
+    failing_keyspace: Option<Keyspace>,
+    failing_gets: Cell<u64>,
+    reads: Cell<[u64; Keyspace::ALL.len()]>,
+}
+
+/// Index of a keyspace in the read counters.
+fn slot(keyspace: Keyspace) -> usize {
+    Keyspace::ALL
+        .iter()
+        .position(|k| *k == keyspace)
+        .unwrap_or(0)
 }
 
 impl MemoryStorage {
@@ -33,6 +50,38 @@ impl MemoryStorage {
     /// Number of entries in one keyspace.
     pub fn len(&self, keyspace: Keyspace) -> usize {
         self.keyspaces.get(&keyspace).map_or(0, BTreeMap::len)
+    }
+
+    /// Makes the next `count` point reads ([`Storage::get`]) of `keyspace` fail with a
+    /// backend error (`u64::MAX`: until [`MemoryStorage::heal_gets`]).
+    pub fn fail_gets(&mut self, keyspace: Keyspace, count: u64) {
+        self.failing_keyspace = Some(keyspace);
+        self.failing_gets.set(count);
+    }
+
+    /// Stops injected read failures.
+    pub fn heal_gets(&mut self) {
+        self.failing_keyspace = None;
+        self.failing_gets.set(0);
+    }
+
+    /// Records read from `keyspace` since creation (or the last [`MemoryStorage::reset_reads`]):
+    /// one per point read and one per entry a scan visited.
+    pub fn reads(&self, keyspace: Keyspace) -> u64 {
+        self.reads.get().get(slot(keyspace)).copied().unwrap_or(0)
+    }
+
+    /// Sets every read counter to zero.
+    pub fn reset_reads(&self) {
+        self.reads.set([0; Keyspace::ALL.len()]);
+    }
+
+    fn count_read(&self, keyspace: Keyspace) {
+        let mut reads = self.reads.get();
+        if let Some(n) = reads.get_mut(slot(keyspace)) {
+            *n += 1;
+        }
+        self.reads.set(reads);
     }
 
     /// True when every keyspace is empty.
@@ -74,6 +123,12 @@ impl Storage for MemoryStorage {
     }
 
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.count_read(keyspace);
+        if self.failing_keyspace == Some(keyspace) && self.failing_gets.get() > 0 {
+            self.failing_gets
+                .set(self.failing_gets.get().saturating_sub(1));
+            return Err(StorageError::Backend("injected read failure".into()));
+        }
         Ok(self
             .keyspaces
             .get(&keyspace)
@@ -91,7 +146,11 @@ impl Storage for MemoryStorage {
         };
         let range = map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
         for (key, value) in range {
-            if !key.starts_with(prefix) || !visit(key, value)? {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            self.count_read(keyspace);
+            if !visit(key, value)? {
                 break;
             }
         }
@@ -113,6 +172,7 @@ impl Storage for MemoryStorage {
         }
         let range = map.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)));
         for (key, value) in range {
+            self.count_read(keyspace);
             if !visit(key, value)? {
                 break;
             }

@@ -22,8 +22,11 @@ use std::fmt;
 pub enum Keyspace {
     /// Queue definitions (name → config and hook scripts).
     Queues,
-    /// Message records (queue, ordering key → encoded message).
+    /// Message index records (queue, ordering key → the message without headers and
+    /// payload). Small, so recovery scans only these.
     Messages,
+    /// Message bodies (body sequence → headers and payload), read at delivery time.
+    Bodies,
     /// Lease records (queue, message → deadline, holder).
     Leases,
     /// Runtime configuration (key → value).
@@ -34,9 +37,10 @@ pub enum Keyspace {
 
 impl Keyspace {
     /// Every keyspace, in a stable order.
-    pub const ALL: [Keyspace; 5] = [
+    pub const ALL: [Keyspace; 6] = [
         Keyspace::Queues,
         Keyspace::Messages,
+        Keyspace::Bodies,
         Keyspace::Leases,
         Keyspace::Config,
         Keyspace::Meta,
@@ -47,6 +51,7 @@ impl Keyspace {
         match self {
             Keyspace::Queues => "queues",
             Keyspace::Messages => "messages",
+            Keyspace::Bodies => "bodies",
             Keyspace::Leases => "leases",
             Keyspace::Config => "config",
             Keyspace::Meta => "meta",
@@ -172,7 +177,7 @@ pub trait Storage {
     /// durability mode promises once this returns `Ok`.
     fn apply(&mut self, batch: &WriteBatch) -> Result<(), StorageError>;
 
-    /// Reads one value.
+    /// Reads one value (a point read: the shard uses it for message bodies at delivery).
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Visits every entry whose key starts with `prefix`, in ascending key order.

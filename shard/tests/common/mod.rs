@@ -106,12 +106,15 @@ impl World {
     }
 
     pub fn with_quantum(quantum: u32) -> World {
-        let hooks = HeaderHooks::default();
-        let options = ShardOptions {
+        World::with_options(ShardOptions {
             seed: 42,
             quantum,
             ..ShardOptions::default()
-        };
+        })
+    }
+
+    pub fn with_options(options: ShardOptions) -> World {
+        let hooks = HeaderHooks::default();
         World {
             shard: Shard::new(MemoryStorage::new(), options, Box::new(hooks.clone())),
             now: Time::from_millis(T0_MS),
