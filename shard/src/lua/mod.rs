@@ -121,7 +121,7 @@ struct Breaker {
 }
 
 struct QueueHooks {
-    name: String,
+    name: Option<LuaString>,
     on_enqueue: Option<Function>,
     on_failure: Option<Function>,
     uses_config: bool,
@@ -176,8 +176,42 @@ impl QueueHooks {
     }
 }
 
+/// Field names, interned once (pushing a cached string is a copy; `&str` is hashed each time).
+struct Keys {
+    headers: LuaString,
+    payload_size: LuaString,
+    queue: LuaString,
+    id: LuaString,
+    attempts: LuaString,
+    error: LuaString,
+    fairness_key: LuaString,
+    weight: LuaString,
+    throttle_keys: LuaString,
+    action: LuaString,
+    delay_ms: LuaString,
+}
+
+impl Keys {
+    fn new(lua: &Lua) -> mlua::Result<Keys> {
+        Ok(Keys {
+            headers: lua.create_string("headers")?,
+            payload_size: lua.create_string("payload_size")?,
+            queue: lua.create_string("queue")?,
+            id: lua.create_string("id")?,
+            attempts: lua.create_string("attempts")?,
+            error: lua.create_string("error")?,
+            fairness_key: lua.create_string("fairness_key")?,
+            weight: lua.create_string("weight")?,
+            throttle_keys: lua.create_string("throttle_keys")?,
+            action: lua.create_string("action")?,
+            delay_ms: lua.create_string("delay_ms")?,
+        })
+    }
+}
+
 /// The VM and everything calls share (split from the queue table for disjoint borrows).
 struct Host {
+    keys: Keys,
     lua: Lua,
     limiter: Rc<Limiter>,
     sandbox: Sandbox,
@@ -212,6 +246,11 @@ pub(crate) fn is_memory_error(err: &mlua::Error) -> bool {
 impl Host {
     fn new(limits: LuaLimits, clock: Rc<dyn Fn() -> Duration>) -> mlua::Result<Host> {
         let lua = sandbox::new_state()?;
+        // Hook calls leave short-lived garbage (message and result tables): the generational
+        // collector frees it in small minor steps instead of long incremental cycles.
+        lua.gc_set_mode(mlua::state::GcMode::Generational(
+            mlua::state::GcGenParams::default(),
+        ));
         let limiter = Rc::new(Limiter::new(clock, limits.memory_limit_bytes));
         let sandbox = Sandbox::install(&lua, &limiter)?;
         install_hook(&limiter, &lua, HOOK_EVERY)?;
@@ -228,6 +267,7 @@ impl Host {
             .set_name("=fila.get")
             .call(current.clone())?;
         Ok(Host {
+            keys: Keys::new(&lua)?,
             lua,
             limiter,
             sandbox,
@@ -238,13 +278,14 @@ impl Host {
     }
 
     /// Runs `func(args)` under the per-call limits; the result and the call's duration.
+    /// `start` is the injected clock's reading when the call began.
     fn call(
         &self,
+        start: Duration,
         config: Option<&RuntimeConfig>,
         func: &Function,
         args: impl IntoLuaMulti,
     ) -> (Result<Value, HookFailure>, Duration) {
-        let start = self.limiter.now();
         let result = match config {
             Some(config) => self.lua.scope(|scope| {
                 let get = scope.create_function(|lua, key: LuaString| {
@@ -268,6 +309,16 @@ impl Host {
             Err(err) => Err(self.classify(None, &err)),
         };
         (result, self.limiter.now().saturating_sub(start))
+    }
+
+    /// Like [`Host::call`], reading the clock first.
+    fn call_now(
+        &self,
+        config: Option<&RuntimeConfig>,
+        func: &Function,
+        args: impl IntoLuaMulti,
+    ) -> (Result<Value, HookFailure>, Duration) {
+        self.call(self.limiter.now(), config, func, args)
     }
 
     fn limited(
@@ -324,24 +375,26 @@ impl Host {
         Ok(table)
     }
 
-    fn enqueue_msg(&self, queue: &str, input: &EnqueueInput<'_>) -> mlua::Result<Table> {
+    fn enqueue_msg(&self, queue: &LuaString, input: &EnqueueInput<'_>) -> mlua::Result<Table> {
+        let k = &self.keys;
         let msg = self.lua.create_table_with_capacity(0, 3)?;
-        msg.raw_set("headers", self.headers(input.headers)?)?;
+        msg.raw_set(&k.headers, self.headers(input.headers)?)?;
         msg.raw_set(
-            "payload_size",
+            &k.payload_size,
             i64::try_from(input.payload_size).unwrap_or(i64::MAX),
         )?;
-        msg.raw_set("queue", queue)?;
+        msg.raw_set(&k.queue, queue)?;
         Ok(msg)
     }
 
-    fn failure_msg(&self, queue: &str, input: &FailureInput<'_>) -> mlua::Result<Table> {
+    fn failure_msg(&self, queue: &LuaString, input: &FailureInput<'_>) -> mlua::Result<Table> {
+        let k = &self.keys;
         let msg = self.lua.create_table_with_capacity(0, 5)?;
-        msg.raw_set("headers", self.headers(input.headers)?)?;
-        msg.raw_set("id", input.id.to_string())?;
-        msg.raw_set("attempts", i64::from(input.attempts))?;
-        msg.raw_set("queue", queue)?;
-        msg.raw_set("error", input.error)?;
+        msg.raw_set(&k.headers, self.headers(input.headers)?)?;
+        msg.raw_set(&k.id, input.id.to_string())?;
+        msg.raw_set(&k.attempts, i64::from(input.attempts))?;
+        msg.raw_set(&k.queue, queue)?;
+        msg.raw_set(&k.error, input.error)?;
         Ok(msg)
     }
 
@@ -357,7 +410,11 @@ impl Host {
             .environment(&self.lua, &self.fila_get)
             .map_err(|e| error_text(&e))?;
         let mut hooks = QueueHooks {
-            name: queue.as_str().to_string(),
+            name: Some(
+                self.lua
+                    .create_string(queue.as_str())
+                    .map_err(|e| error_text(&e))?,
+            ),
             on_enqueue: None,
             on_failure: None,
             uses_config: false,
@@ -379,7 +436,7 @@ impl Host {
                 .set_environment(env.clone())
                 .into_function()
                 .map_err(|e| error_text(&e))?;
-            let (result, _) = self.call(Some(config), &chunk, ());
+            let (result, _) = self.call_now(Some(config), &chunk, ());
             let returned = result.map_err(|f| format!("{name} script failed to load: {f}"))?;
             let function = match returned {
                 Value::Function(f) => f,
@@ -414,21 +471,21 @@ fn coerce_key(lua: &Lua, value: Value) -> Option<String> {
 }
 
 /// Reads `on_enqueue`'s table (raw reads: no metamethod runs outside the call's limits).
-fn parse_enqueue(lua: &Lua, value: Value) -> Result<EnqueueDecision, HookFailure> {
+fn parse_enqueue(lua: &Lua, k: &Keys, value: Value) -> Result<EnqueueDecision, HookFailure> {
     let Value::Table(table) = value else {
         return Err(HookFailure::NotATable(value.type_name().to_string()));
     };
     let fairness_key = table
-        .raw_get::<Value>("fairness_key")
+        .raw_get::<Value>(&k.fairness_key)
         .ok()
         .and_then(|v| coerce_key(lua, v));
-    let weight = match table.raw_get::<Value>("weight") {
+    let weight = match table.raw_get::<Value>(&k.weight) {
         Ok(Value::Integer(w)) if w > 0 => w,
         Ok(Value::Number(w)) if w >= 1.0 && w.fract() == 0.0 => w as i64,
         _ => 1,
     };
     let mut throttle_keys = Vec::new();
-    if let Ok(Value::Table(keys)) = table.raw_get::<Value>("throttle_keys") {
+    if let Ok(Value::Table(keys)) = table.raw_get::<Value>(&k.throttle_keys) {
         let len = keys.raw_len().min(THROTTLE_ENTRIES_SCANNED);
         for i in 1..=len {
             if let Ok(Value::String(key)) = keys.raw_get::<Value>(i) {
@@ -447,18 +504,18 @@ fn parse_enqueue(lua: &Lua, value: Value) -> Result<EnqueueDecision, HookFailure
 }
 
 /// Reads `on_failure`'s table.
-fn parse_failure(value: Value) -> Result<FailureDecision, HookFailure> {
+fn parse_failure(k: &Keys, value: Value) -> Result<FailureDecision, HookFailure> {
     let Value::Table(table) = value else {
         return Err(HookFailure::NotATable(value.type_name().to_string()));
     };
     let dlq = matches!(
-        table.raw_get::<Value>("action"),
+        table.raw_get::<Value>(&k.action),
         Ok(Value::String(action)) if action.as_bytes().as_ref() == b"dlq"
     );
     if dlq {
         return Ok(FailureDecision::DeadLetter);
     }
-    let delay_ms = match table.raw_get::<Value>("delay_ms") {
+    let delay_ms = match table.raw_get::<Value>(&k.delay_ms) {
         Ok(Value::Integer(ms)) => u64::try_from(ms).unwrap_or(0),
         Ok(Value::Number(ms)) if ms.is_finite() && ms > 0.0 => ms as u64,
         _ => 0,
@@ -481,6 +538,8 @@ pub struct LuaHooks {
     host: Host,
     queues: HashMap<QueueId, QueueHooks>,
     last: Option<HookRun>,
+    /// When the last run ended (the breaker's "now" for recording it).
+    ended: Duration,
 }
 
 impl std::fmt::Debug for LuaHooks {
@@ -504,6 +563,7 @@ impl LuaHooks {
             host,
             queues: HashMap::new(),
             last: None,
+            ended: Duration::ZERO,
         })
     }
 
@@ -523,7 +583,7 @@ impl LuaHooks {
         ctx: HookContext<'_>,
         queue: &QueueId,
         kind: HookKind,
-        build: &dyn Fn(&Host, &str) -> mlua::Result<Table>,
+        build: &dyn Fn(&Host, &LuaString) -> mlua::Result<Table>,
     ) -> Option<Result<Value, HookFailure>> {
         self.last = None;
         let q = self.queues.get_mut(queue)?;
@@ -535,10 +595,12 @@ impl LuaHooks {
             return None;
         }
         let function = q.function(kind)?;
-        let (result, duration) = match build(host, &q.name) {
-            Ok(msg) => host.call(q.uses_config.then_some(ctx.config), function, msg),
+        let name = q.name.as_ref()?;
+        let (result, duration) = match build(host, name) {
+            Ok(msg) => host.call(now, q.uses_config.then_some(ctx.config), function, msg),
             Err(err) => (Err(HookFailure::Error(error_text(&err))), Duration::ZERO),
         };
+        self.ended = now + duration;
         // `tripped` is filled in by `finish` once the value is parsed.
         self.last = Some(HookRun::Ran {
             ok: result.is_ok(),
@@ -549,8 +611,8 @@ impl LuaHooks {
     }
 
     fn finish(&mut self, queue: &QueueId, outcome: Result<(), String>) {
-        let now = self.host.limiter.now();
         let limits = self.host.limits;
+        let now = self.ended;
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
@@ -588,7 +650,7 @@ impl Hooks for LuaHooks {
                 self.queues.insert(
                     queue.clone(),
                     QueueHooks {
-                        name: queue.as_str().to_string(),
+                        name: None,
                         on_enqueue: None,
                         on_failure: None,
                         uses_config: false,
@@ -609,11 +671,11 @@ impl Hooks for LuaHooks {
     }
 
     fn on_enqueue(&mut self, ctx: HookContext<'_>, input: &EnqueueInput<'_>) -> EnqueueDecision {
-        let build = |host: &Host, name: &str| host.enqueue_msg(name, input);
+        let build = |host: &Host, name: &LuaString| host.enqueue_msg(name, input);
         let Some(result) = self.run(ctx, input.queue, HookKind::OnEnqueue, &build) else {
             return default_enqueue();
         };
-        match result.and_then(|v| parse_enqueue(&self.host.lua, v)) {
+        match result.and_then(|v| parse_enqueue(&self.host.lua, &self.host.keys, v)) {
             Ok(decision) => {
                 self.finish(input.queue, Ok(()));
                 decision
@@ -626,11 +688,11 @@ impl Hooks for LuaHooks {
     }
 
     fn on_failure(&mut self, ctx: HookContext<'_>, input: &FailureInput<'_>) -> FailureDecision {
-        let build = |host: &Host, name: &str| host.failure_msg(name, input);
+        let build = |host: &Host, name: &LuaString| host.failure_msg(name, input);
         let Some(result) = self.run(ctx, input.queue, HookKind::OnFailure, &build) else {
             return DEFAULT_FAILURE;
         };
-        match result.and_then(parse_failure) {
+        match result.and_then(|v| parse_failure(&self.host.keys, v)) {
             Ok(decision) => {
                 self.finish(input.queue, Ok(()));
                 decision
@@ -711,9 +773,13 @@ pub fn dry_run(
     let function = hooks
         .function(kind)
         .ok_or_else(|| format!("no {} function", kind.name()))?;
+    let name = host
+        .lua
+        .create_string(&msg.queue)
+        .map_err(|e| error_text(&e))?;
     let table = match kind {
         HookKind::OnEnqueue => host.enqueue_msg(
-            &msg.queue,
+            &name,
             &EnqueueInput {
                 queue: &queue,
                 headers: &msg.headers,
@@ -721,7 +787,7 @@ pub fn dry_run(
             },
         ),
         HookKind::OnFailure => host.failure_msg(
-            &msg.queue,
+            &name,
             &FailureInput {
                 queue: &queue,
                 id: msg.id.unwrap_or(MessageId(uuid::Uuid::nil())),
@@ -732,11 +798,13 @@ pub fn dry_run(
         ),
     }
     .map_err(|e| error_text(&e))?;
-    let (result, _) = host.call(Some(config), function, table);
+    let (result, _) = host.call_now(Some(config), function, table);
     let value = result.map_err(|f| f.to_string())?;
     match kind {
-        HookKind::OnEnqueue => parse_enqueue(&host.lua, value).map(DryRunOutcome::Enqueue),
-        HookKind::OnFailure => parse_failure(value).map(DryRunOutcome::Failure),
+        HookKind::OnEnqueue => {
+            parse_enqueue(&host.lua, &host.keys, value).map(DryRunOutcome::Enqueue)
+        }
+        HookKind::OnFailure => parse_failure(&host.keys, value).map(DryRunOutcome::Failure),
     }
     .map_err(|f| f.to_string())
 }
