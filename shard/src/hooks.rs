@@ -6,8 +6,12 @@
 //! sanitised by the shard (weights clamped to 1..=10,000, keys bounded), so an
 //! implementation cannot break scheduling.
 
+use std::time::Duration;
+
 use crate::config::RuntimeConfig;
 use crate::ids::{MessageId, QueueId};
+use crate::shard::Shard;
+use crate::storage::Storage;
 
 /// A queue's optional script sources, stored with its definition so hooks can be recompiled
 /// at recovery.
@@ -90,6 +94,46 @@ pub struct HookCompileError {
     pub message: String,
 }
 
+/// What the most recent `on_enqueue`/`on_failure` call did with the queue's script (for
+/// metrics: `fila.lua.execution_duration_us` only when it ran, `fila.lua.errors` when it
+/// failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookRun {
+    /// The script ran; `ok` is false for an error, timeout, memory overrun or bad return
+    /// (the decision was the default).
+    Ran {
+        /// The script succeeded.
+        ok: bool,
+        /// How long the call took.
+        duration: Duration,
+        /// This failure tripped the circuit breaker.
+        tripped: bool,
+    },
+    /// The circuit breaker is open: the script was skipped and the defaults applied.
+    Bypassed,
+}
+
+/// Per-queue counters of a script host (`fila queue inspect`, metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookStats {
+    /// Script runs (successful or not).
+    pub runs: u64,
+    /// Failed runs (error, timeout, memory overrun, non-table return).
+    pub errors: u64,
+    /// Calls skipped while the breaker was open.
+    pub bypassed: u64,
+    /// Times the breaker tripped.
+    pub breaker_trips: u64,
+    /// The breaker is open now.
+    pub breaker_open: bool,
+    /// Failures in a row so far.
+    pub consecutive_failures: u32,
+    /// The last failure, as text.
+    pub last_error: Option<String>,
+    /// Set when the scripts did not compile at recovery: the queue runs without them.
+    pub compile_error: Option<String>,
+}
+
 /// The seam the Lua host implements.
 pub trait Hooks {
     /// Compiles (or validates) a queue's scripts at creation and at recovery. An error makes
@@ -109,6 +153,24 @@ pub trait Hooks {
 
     /// Decides what happens after a failed attempt.
     fn on_failure(&mut self, ctx: HookContext<'_>, input: &FailureInput<'_>) -> FailureDecision;
+
+    /// What the last `on_enqueue`/`on_failure` call did; `None` when the queue has no script
+    /// for that hook.
+    fn last_run(&self) -> Option<HookRun> {
+        None
+    }
+
+    /// Counters of a queue's scripts; `None` when it has none.
+    fn stats(&self, _queue: &QueueId) -> Option<HookStats> {
+        None
+    }
+}
+
+impl<S: Storage> Shard<S> {
+    /// The hook counters of a queue (`None` without scripts or without a script host).
+    pub fn hook_stats(&self, queue: &str) -> Option<HookStats> {
+        self.hooks.stats(&QueueId::new(queue))
+    }
 }
 
 /// The default: no scripts. Queues created with scripts are refused (this build has no

@@ -6,7 +6,7 @@
 //! Layout, in the order a message flows: [`ids`] and [`time`] (typed values), [`command`]
 //! (owned requests and replies), [`Shard`] (`shard.rs` with `shard/flow.rs` and
 //! `shard/admin.rs`), `queue.rs` (one queue's indexes), [`drr`] (the scheduler), [`hooks`]
-//! (the script seam), [`config`] (runtime config), `message.rs` and `record.rs` (stored
+//! (the script seam) and [`lua`] (its Lua host), [`config`] (runtime config), `message.rs` and `record.rs` (stored
 //! records), [`storage`] (the seam and its key layout), `recovery.rs`.
 //!
 //! Memory is bounded by the index, not the payloads: a message in memory is its index entry
@@ -25,6 +25,7 @@ pub mod error;
 pub mod hooks;
 pub mod ids;
 pub mod limits;
+pub mod lua;
 mod message;
 mod queue;
 mod record;
@@ -45,9 +46,10 @@ pub use error::{
 };
 pub use hooks::{
     EnqueueDecision, EnqueueInput, FailureDecision, FailureInput, HookCompileError, HookContext,
-    Hooks, NoHooks, QueueScripts,
+    HookRun, HookStats, Hooks, NoHooks, QueueScripts,
 };
 pub use ids::{ConnectionId, ConsumerId, FairnessKey, MessageId, QueueId, ThrottleKey};
+pub use lua::{LuaHooks, LuaLimits};
 pub use queue::QueueCounters;
 pub use recovery::{RecoveryReport, RecoveryWarning};
 pub use shard::Shard;

@@ -68,13 +68,16 @@ impl<S: Storage> Shard<S> {
             ms => ms,
         };
         self.writable()?;
-        self.hooks.compile(
+        if let Err(err) = self.hooks.compile(
             HookContext {
                 config: &self.config,
             },
             &id,
             &spec.scripts,
-        )?;
+        ) {
+            self.hooks.forget(&id);
+            return Err(err.into());
+        }
         let dlq = (!id.is_dlq()).then(|| QueueId::new(&id.dlq_name()));
         self.add_queue(
             QueueRecord {
