@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
+use fila_shard::lua::{LuaHooks, LuaLimits};
 use fila_shard::storage::fjall::{Durability as FjallDurability, FjallOptions, FjallStorage};
-use fila_shard::{NoHooks, Shard, ShardOptions};
+use fila_shard::{Shard, ShardOptions};
 
 use crate::broker::Broker;
 use crate::config::{Config, Durability};
@@ -74,6 +75,7 @@ struct StorageSetup {
     durability: Durability,
     fjall: FjallOptions,
     options: ShardOptions,
+    lua: LuaLimits,
 }
 
 /// Runs the server until a termination signal; `Ok` after a clean shutdown.
@@ -193,6 +195,16 @@ fn start(
                 quantum: u32::try_from(config.scheduler.quantum.get()).unwrap_or(u32::MAX),
                 payload_bytes_max: config.server.max_payload_bytes.get_usize(),
                 skip_corrupt: config.storage.skip_corrupt,
+                ..ShardOptions::default()
+            },
+            lua: LuaLimits {
+                timeout_ms: config.lua.default_timeout_ms.get(),
+                memory_limit_bytes: config.lua.default_memory_limit_bytes.get_usize(),
+                circuit_breaker_threshold: u32::try_from(
+                    config.lua.circuit_breaker_threshold.get(),
+                )
+                .unwrap_or(u32::MAX),
+                circuit_breaker_cooldown_ms: config.lua.circuit_breaker_cooldown_ms.get(),
             },
         };
         setups.push(Some(ShardSetup {
@@ -291,7 +303,10 @@ fn open_broker(
             error_chain(&error)
         )
     })?;
-    let (core, report) = Shard::open(storage, setup.options, Box::new(NoHooks), clock::now())
+    // One Lua VM per shard, built on the shard's own thread (it is not `Send`).
+    let hooks = LuaHooks::new(setup.lua, clock::monotonic())
+        .map_err(|error| format!("cannot start the Lua VM of shard {shard}: {}", error.0))?;
+    let (core, report) = Shard::open(storage, setup.options, Box::new(hooks), clock::now())
         .map_err(|error| {
             format!(
                 "cannot recover shard {shard} from {}: {}",

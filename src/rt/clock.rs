@@ -21,3 +21,11 @@ pub fn now() -> Time {
 pub fn until(now: Time, at: Time) -> Duration {
     Duration::from_micros(at.micros_since(now))
 }
+
+/// A monotonic clock for time budgets (Lua hook calls): time elapsed since this call.
+pub fn monotonic() -> Box<dyn Fn() -> Duration> {
+    // The shell is the designated clock reader; budgets need a clock that never steps back.
+    #[allow(clippy::disallowed_methods)]
+    let start = std::time::Instant::now();
+    Box::new(move || start.elapsed())
+}
