@@ -36,6 +36,8 @@ use fila_shard::{
     NackItem, Poisoned, QueueSpec, QueueStats, QueueSummary, RedriveError, Shard, StatsError,
 };
 
+use fila_shard::lua::{self, DryRunMessage, DryRunOutcome, HookKind, LuaLimits};
+
 use crate::config::Durability;
 use crate::routing::shard_for;
 use crate::rt::{self, MeshEndpoint, Notify, clock};
@@ -111,6 +113,28 @@ pub enum Op {
         /// Most to move; 0 = all.
         count: u64,
     },
+    /// Dry-run a Lua hook (extension LuaTest): nothing changes.
+    LuaTest(Box<LuaTestOp>),
+}
+
+/// A dry run of a hook against a described message.
+#[derive(Debug)]
+pub struct LuaTestOp {
+    /// Which hook.
+    pub kind: HookKind,
+    /// The source to run; `None` = the queue's own hook.
+    pub script: Option<String>,
+    /// The message (its `queue` names the queue).
+    pub message: DryRunMessage,
+}
+
+/// Why a dry run has no decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LuaTestFailure {
+    /// The queue's own hook was asked for and the queue does not exist.
+    QueueNotFound,
+    /// The script did not compile, failed or returned no decision.
+    Script(String),
 }
 
 /// The result of an [`Op`].
@@ -138,6 +162,8 @@ pub enum Outcome {
     SetConfig(Result<(), ConfigError>),
     /// Redrive.
     Redrive(Result<u64, RedriveError>),
+    /// LuaTest.
+    LuaTest(Result<DryRunOutcome, LuaTestFailure>),
 }
 
 impl Outcome {
@@ -301,6 +327,7 @@ pub struct Broker {
     shards: usize,
     core: RefCell<Shard<FjallStorage>>,
     durability: Durability,
+    lua_limits: LuaLimits,
     sync: SyncHandle,
     mesh: MeshEndpoint<ShardMessage>,
     epochs: Epochs,
@@ -328,6 +355,7 @@ impl Broker {
         index: usize,
         core: Shard<FjallStorage>,
         durability: Durability,
+        lua_limits: LuaLimits,
         mesh: MeshEndpoint<ShardMessage>,
     ) -> Rc<Broker> {
         let sync = core.storage().sync_handle();
@@ -337,6 +365,7 @@ impl Broker {
             shards,
             core: RefCell::new(core),
             durability,
+            lua_limits,
             sync,
             mesh,
             epochs: Epochs::default(),
@@ -493,9 +522,46 @@ impl Broker {
                     Outcome::SetConfig(core.set_config(now, &key, &value))
                 }
                 Op::Redrive { dlq, count } => Outcome::Redrive(core.redrive(now, &dlq, count)),
+                Op::LuaTest(test) => Outcome::LuaTest(self.lua_test(&core, &test)),
             }
         };
         (outcome, self.after_change())
+    }
+
+    /// Runs a hook once in a fresh sandbox with this shard's Lua limits and runtime config.
+    fn lua_test(
+        &self,
+        core: &Shard<FjallStorage>,
+        test: &LuaTestOp,
+    ) -> Result<DryRunOutcome, LuaTestFailure> {
+        let queue = test.message.queue.as_str();
+        let script = match &test.script {
+            Some(script) => script.clone(),
+            None => {
+                let scripts = core
+                    .queue_scripts(queue)
+                    .ok_or(LuaTestFailure::QueueNotFound)?;
+                let own = match test.kind {
+                    HookKind::OnEnqueue => scripts.on_enqueue.clone(),
+                    HookKind::OnFailure => scripts.on_failure.clone(),
+                };
+                own.ok_or_else(|| {
+                    LuaTestFailure::Script(format!(
+                        "queue \"{queue}\" has no {} hook",
+                        test.kind.name()
+                    ))
+                })?
+            }
+        };
+        lua::dry_run(
+            self.lua_limits,
+            clock::monotonic(),
+            core.config(),
+            test.kind,
+            &script,
+            &test.message,
+        )
+        .map_err(LuaTestFailure::Script)
     }
 
     /// After any change to the core: wake the pump, arm the timer, schedule a commit. Returns

@@ -318,7 +318,7 @@ fn open_broker(
         tracing::warn!(shard, "recovery: {warning}");
     }
     tracing::debug!(shard, ?report, "shard recovered");
-    Ok(Broker::new(shard, core, setup.durability, mesh))
+    Ok(Broker::new(shard, core, setup.durability, setup.lua, mesh))
 }
 
 /// `error` and its sources, joined with ": ".

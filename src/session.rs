@@ -25,13 +25,18 @@ use fila_shard::{
 };
 use fila_wire::{
     ConfigEntry, DeliveryFrameBuilder, DeliveryMessage, EnqueueItemResult, ErrorCode, Frame,
-    FrameDecoder, FrameError, HandshakeOk, KeyStats, Opcode, QueueStats, QueueSummary, Request,
-    Response, ThrottleStats, limits::FRAME_BYTES_MAX,
+    FrameDecoder, FrameError, HandshakeOk, KeyStats, LuaTestResult, Opcode, QueueStats,
+    QueueSummary, Request, Response, ThrottleStats, limits::FRAME_BYTES_MAX,
 };
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use crate::broker::{Broker, DeliverySink, Op, Outcome, Pending, RouteError};
+use fila_shard::FailureDecision;
+use fila_shard::lua::{DryRunMessage, DryRunOutcome, HookKind};
+
+use crate::broker::{
+    Broker, DeliverySink, LuaTestFailure, LuaTestOp, Op, Outcome, Pending, RouteError,
+};
 use crate::connection::{Connection, ConnectionHandler, ConnectionLimits};
 use crate::rt::{self, Notify, ShutdownSignal, Stream};
 
@@ -671,6 +676,41 @@ impl Session {
                     other => unexpected(&other),
                 });
             }
+            Request::LuaTest(test) => {
+                let Some(kind) = (match test.hook {
+                    0 => Some(HookKind::OnEnqueue),
+                    1 => Some(HookKind::OnFailure),
+                    _ => None,
+                }) else {
+                    reply(error(
+                        ErrorCode::InvalidFrame,
+                        "LuaTest hook must be 0 (on_enqueue) or 1 (on_failure)",
+                    ));
+                    return None;
+                };
+                let shard = self.broker.owner(&test.queue);
+                let op = Op::LuaTest(Box::new(LuaTestOp {
+                    kind,
+                    script: test.script.map(|s| s.to_string()),
+                    message: DryRunMessage {
+                        queue: test.queue.to_string(),
+                        headers: test
+                            .headers
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        payload_size: usize::try_from(test.payload_size).unwrap_or(usize::MAX),
+                        id: None,
+                        attempts: test.attempts,
+                        error: test.error.to_string(),
+                    },
+                }));
+                let pending = self.broker.submit(shard, op).await;
+                self.answer(id, pending, |outcome| match outcome {
+                    Outcome::LuaTest(result) => Response::LuaTestResult(lua_test_result(result)),
+                    other => unexpected(&other),
+                });
+            }
             Request::CreateApiKey { .. }
             | Request::RevokeApiKey { .. }
             | Request::ListApiKeys
@@ -1001,6 +1041,48 @@ fn wire_stats(stats: fila_shard::QueueStats) -> QueueStats {
             })
             .collect(),
     }
+}
+
+fn lua_test_result(result: Result<DryRunOutcome, LuaTestFailure>) -> LuaTestResult {
+    let mut out = LuaTestResult {
+        error_code: ErrorCode::Ok,
+        message: ByteString::new(),
+        fairness_key: ByteString::new(),
+        weight: 0,
+        throttle_keys: Vec::new(),
+        action: ByteString::new(),
+        delay_ms: 0,
+    };
+    match result {
+        Ok(DryRunOutcome::Enqueue(decision)) => {
+            out.fairness_key = decision.fairness_key.unwrap_or_default().into();
+            out.weight = decision.weight;
+            out.throttle_keys = decision
+                .throttle_keys
+                .into_iter()
+                .map(ByteString::from)
+                .collect();
+        }
+        Ok(DryRunOutcome::Failure(FailureDecision::Retry { delay_ms })) => {
+            out.action = "retry".into();
+            out.delay_ms = delay_ms;
+        }
+        Ok(DryRunOutcome::Failure(FailureDecision::DeadLetter)) => out.action = "dlq".into(),
+        Err(LuaTestFailure::QueueNotFound) => {
+            out.error_code = ErrorCode::QueueNotFound;
+            out.message = "queue not found".into();
+        }
+        Err(LuaTestFailure::Script(message)) => {
+            out.error_code = ErrorCode::LuaCompilationError;
+            // A reply string is at most 65,535 bytes.
+            let mut cut = message.len().min(4096);
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.message = message.get(..cut).unwrap_or_default().into();
+        }
+    }
+    out
 }
 
 fn unexpected(outcome: &Outcome) -> Response {

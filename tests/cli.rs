@@ -907,3 +907,81 @@ fn cluster_columns_bare_codes_and_a_rejected_key() {
     let line = assert_error(&out, &["queue", "list"]);
     assert!(line.contains("is that a Fila server?"), "{line}");
 }
+
+#[test]
+fn lua_test_dry_runs_a_file_or_the_queues_own_hook() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let enqueue = dir.path().join("enqueue.lua");
+    std::fs::write(
+        &enqueue,
+        "function on_enqueue(msg)\n  return { fairness_key = msg.headers.tenant, weight = msg.payload_size, throttle_keys = { \"a\", \"b\" } }\nend\n",
+    )
+    .unwrap();
+    let script = format!("@{}", enqueue.display());
+    let printed = ok(
+        &server,
+        &[
+            "lua",
+            "test",
+            "orders",
+            "--script",
+            &script,
+            "--header",
+            "tenant=acme",
+            "--payload-size",
+            "7",
+        ],
+    );
+    assert_eq!(
+        printed,
+        "fairness_key: acme\nweight: 7\nthrottle_keys: a, b\n"
+    );
+
+    // The queue's own on_failure hook, once the queue exists.
+    let on_failure = "function on_failure(msg) if msg.attempts >= 3 then return { action = \"dlq\" } end return { action = \"retry\", delay_ms = 100 * msg.attempts } end";
+    let missing = fails(&server, &["lua", "test", "orders", "--hook", "on-failure"]);
+    assert!(missing.contains("does not exist"), "{missing}");
+    ok(
+        &server,
+        &["queue", "create", "orders", "--on-failure", on_failure],
+    );
+    let retry = ok(
+        &server,
+        &[
+            "lua",
+            "test",
+            "orders",
+            "--hook",
+            "on-failure",
+            "--attempts",
+            "2",
+        ],
+    );
+    assert_eq!(retry, "action: retry\ndelay_ms: 200\n");
+    let value = json(
+        &server,
+        &[
+            "lua",
+            "test",
+            "orders",
+            "--hook",
+            "on-failure",
+            "--attempts",
+            "3",
+        ],
+    );
+    assert_eq!(value["action"], "dlq");
+    // It has no on_enqueue hook; a broken script is reported with the compiler's message.
+    let none = fails(&server, &["lua", "test", "orders"]);
+    assert!(none.contains("no on_enqueue hook"), "{none}");
+    let broken = fails(
+        &server,
+        &["lua", "test", "orders", "--script", "function on_enqueue("],
+    );
+    assert!(broken.contains("the hook failed"), "{broken}");
+    // Nothing was enqueued by the dry runs.
+    let inspect = ok(&server, &["queue", "inspect", "orders"]);
+    let depth = inspect.lines().find(|l| l.starts_with("Depth:")).unwrap();
+    assert_eq!(depth.split_whitespace().last(), Some("0"), "{inspect}");
+}

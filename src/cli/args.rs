@@ -118,6 +118,9 @@ pub enum Command {
         #[arg(long, value_name = "MS")]
         timeout_ms: Option<u64>,
     },
+    /// Lua hooks: dry runs.
+    #[command(subcommand)]
+    Lua(LuaCommand),
     /// Live view of queues, fairness keys and throttles (q or Ctrl-C quits).
     Top {
         /// Queue to show in detail (default: the first one; Up/Down selects).
@@ -126,6 +129,44 @@ pub enum Command {
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         interval_ms: u64,
     },
+}
+
+/// `fila lua ...`
+#[derive(Debug, Subcommand)]
+pub enum LuaCommand {
+    /// Run a hook once against a described message and print its decision; nothing is
+    /// enqueued. The script is --script, or the queue's own hook.
+    Test {
+        /// The queue (msg.queue; its own hook runs when --script is not given).
+        queue: String,
+        /// Which hook.
+        #[arg(long, value_enum, default_value_t = HookArg::OnEnqueue)]
+        hook: HookArg,
+        /// Lua source, or @path to read a file.
+        #[arg(long, value_name = "LUA")]
+        script: Option<String>,
+        /// A header, key=value; repeat for more.
+        #[arg(long = "header", value_name = "KEY=VALUE")]
+        headers: Vec<String>,
+        /// msg.payload_size (on_enqueue).
+        #[arg(long, default_value_t = 0)]
+        payload_size: u32,
+        /// msg.attempts (on_failure).
+        #[arg(long, default_value_t = 1)]
+        attempts: u32,
+        /// msg.error (on_failure).
+        #[arg(long, default_value = "")]
+        error: String,
+    },
+}
+
+/// A hook name on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookArg {
+    /// `on_enqueue`.
+    OnEnqueue,
+    /// `on_failure`.
+    OnFailure,
 }
 
 /// `fila queue ...`

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fila_wire::{
-    AckItem, ApiKeyInfo, CreateQueue, DeliveryMessage, EnqueueMessage, ErrorCode, NackItem,
-    Permission, QueueStats, Request, Response,
+    AckItem, ApiKeyInfo, CreateQueue, DeliveryMessage, EnqueueMessage, ErrorCode, LuaTest,
+    NackItem, Permission, QueueStats, Request, Response, StringMap,
 };
 use serde_json::{Value, json};
 
-use crate::cli::args::{AclCommand, AuthCommand, Command, ConfigCommand, Output, QueueCommand};
+use crate::cli::args::{
+    AclCommand, AuthCommand, Command, ConfigCommand, HookArg, LuaCommand, Output, QueueCommand,
+};
 use crate::cli::client::{Connection, REPLY_LIMIT, Target};
 use crate::cli::error::{CliError, phrase};
 use crate::cli::table::Table;
@@ -61,6 +63,33 @@ pub fn run(
                 idle: timeout_ms.map(Duration::from_millis),
             };
             consume(&queue, &options, target, output, out)
+        }
+        Command::Lua(LuaCommand::Test {
+            queue,
+            hook,
+            script,
+            headers,
+            payload_size,
+            attempts,
+            error,
+        }) => {
+            let test = LuaTest {
+                queue: queue.as_str().into(),
+                hook: match hook {
+                    HookArg::OnEnqueue => 0,
+                    HookArg::OnFailure => 1,
+                },
+                script: script
+                    .as_deref()
+                    .map(lua_source)
+                    .transpose()?
+                    .map(Into::into),
+                headers: parse_headers(&headers)?,
+                payload_size,
+                attempts,
+                error: error.as_str().into(),
+            };
+            lua_test(test, hook, target, output, out)
         }
         Command::Top { queue, interval_ms } => {
             crate::cli::top::run(target, queue, Duration::from_millis(interval_ms.max(100)))
@@ -330,6 +359,87 @@ fn stats_json(name: &str, stats: &QueueStats) -> Value {
 }
 
 /// A hook argument: Lua source, or `@path` to read the source from a file.
+/// `KEY=VALUE` arguments as a header map.
+fn parse_headers(headers: &[String]) -> Result<StringMap, CliError> {
+    headers
+        .iter()
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+            _ => Err(CliError::Input(format!("header \"{h}\" is not KEY=VALUE"))),
+        })
+        .collect()
+}
+
+/// `fila lua test`: the decision, one `field: value` line each (or JSON).
+fn lua_test(
+    test: LuaTest,
+    hook: HookArg,
+    target: &Target,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let queue = test.queue.to_string();
+    let mut connection = Connection::open(target)?;
+    let result = match connection.call(&Request::LuaTest(test))? {
+        Response::LuaTestResult(result) => result,
+        Response::Error {
+            code: ErrorCode::InvalidFrame,
+            ..
+        } => {
+            return Err(CliError::sentence(
+                "this server does not support Lua dry runs".to_owned(),
+            ));
+        }
+        other => return Err(unexpected(&other)),
+    };
+    match result.error_code {
+        ErrorCode::Ok => {}
+        ErrorCode::QueueNotFound => {
+            return Err(CliError::sentence(format!(
+                "queue \"{queue}\" does not exist"
+            )));
+        }
+        ErrorCode::LuaCompilationError => {
+            return Err(CliError::sentence(format!(
+                "the hook failed: {}",
+                result.message.trim()
+            )));
+        }
+        code => return Err(CliError::server(code, &result.message)),
+    }
+    let fairness_key = if result.fairness_key.is_empty() {
+        "default"
+    } else {
+        &result.fairness_key
+    };
+    let throttle_keys: Vec<&str> = result.throttle_keys.iter().map(|k| &**k).collect();
+    match (hook, output) {
+        (HookArg::OnEnqueue, Output::Json) => print_json(
+            out,
+            &json!({
+                "fairness_key": fairness_key,
+                "weight": result.weight,
+                "throttle_keys": throttle_keys,
+            }),
+        ),
+        (HookArg::OnFailure, Output::Json) => print_json(
+            out,
+            &json!({ "action": &*result.action, "delay_ms": result.delay_ms }),
+        ),
+        (HookArg::OnEnqueue, Output::Text) => {
+            writeln!(out, "fairness_key: {fairness_key}")?;
+            writeln!(out, "weight: {}", result.weight)?;
+            writeln!(out, "throttle_keys: {}", throttle_keys.join(", "))?;
+            Ok(())
+        }
+        (HookArg::OnFailure, Output::Text) => {
+            writeln!(out, "action: {}", result.action)?;
+            writeln!(out, "delay_ms: {}", result.delay_ms)?;
+            Ok(())
+        }
+    }
+}
+
 fn lua_source(argument: &str) -> Result<String, CliError> {
     match argument.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
@@ -716,13 +826,7 @@ fn enqueue(
     output: Output,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let headers = headers
-        .iter()
-        .map(|h| match h.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
-            _ => Err(CliError::Input(format!("header \"{h}\" is not KEY=VALUE"))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let headers = parse_headers(headers)?;
     let payload = match (payload, file) {
         (Some(text), _) => Bytes::copy_from_slice(text.as_bytes()),
         (None, Some(path)) => Bytes::from(

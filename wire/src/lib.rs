@@ -80,8 +80,10 @@ pub use error_code::ErrorCode;
 pub use frame::{Frame, FrameDecoder, decode_frame};
 pub use opcode::{Direction, Opcode};
 pub use primitives::{StringMap, map_last_wins};
-pub use request::{AckItem, CreateQueue, EnqueueMessage, Handshake, NackItem, Permission, Request};
+pub use request::{
+    AckItem, CreateQueue, EnqueueMessage, Handshake, LuaTest, NackItem, Permission, Request,
+};
 pub use response::{
-    ApiKeyInfo, ConfigEntry, EnqueueItemResult, HandshakeOk, KeyStats, QueueStats, QueueSummary,
-    Response, ThrottleStats,
+    ApiKeyInfo, ConfigEntry, EnqueueItemResult, HandshakeOk, KeyStats, LuaTestResult, QueueStats,
+    QueueSummary, Response, ThrottleStats,
 };

@@ -108,6 +108,27 @@ pub struct CreateQueue {
     pub visibility_timeout_ms: u64,
 }
 
+/// Extension `LuaTest` (0xC0): run a hook once against a described message and report the
+/// decision, without enqueueing anything. The script is the given source, or, when `script`
+/// is absent, the named queue's own hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuaTest {
+    /// The queue (`msg.queue`; and whose script runs when `script` is absent).
+    pub queue: ByteString,
+    /// Which hook: 0 = `on_enqueue`, 1 = `on_failure`.
+    pub hook: u8,
+    /// Lua source to run instead of the queue's own hook.
+    pub script: Option<ByteString>,
+    /// `msg.headers`.
+    pub headers: StringMap,
+    /// `msg.payload_size` (on_enqueue).
+    pub payload_size: u32,
+    /// `msg.attempts` (on_failure).
+    pub attempts: u32,
+    /// `msg.error` (on_failure).
+    pub error: ByteString,
+}
+
 /// One ACL grant (§11.4, §11.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permission {
@@ -234,6 +255,8 @@ pub enum Request {
         /// Key to read.
         key_id: ByteString,
     },
+    /// Extension `0xC0`: dry-run a Lua hook.
+    LuaTest(LuaTest),
 }
 
 impl Request {
@@ -261,6 +284,7 @@ impl Request {
             Request::ListApiKeys => Opcode::ListApiKeys,
             Request::SetAcl { .. } => Opcode::SetAcl,
             Request::GetAcl { .. } => Opcode::GetAcl,
+            Request::LuaTest(_) => Opcode::LuaTest,
         }
     }
 
@@ -368,6 +392,15 @@ impl Request {
             Opcode::GetAcl => Request::GetAcl {
                 key_id: r.string("get_acl.key_id")?,
             },
+            Opcode::LuaTest => Request::LuaTest(LuaTest {
+                queue: r.string("lua_test.queue")?,
+                hook: r.u8("lua_test.hook")?,
+                script: r.optional_string("lua_test.script")?,
+                headers: r.map("lua_test.headers")?,
+                payload_size: r.u32("lua_test.payload_size")?,
+                attempts: r.u32("lua_test.attempts")?,
+                error: r.string("lua_test.error")?,
+            }),
             Opcode::HandshakeOk
             | Opcode::Pong
             | Opcode::EnqueueResult
@@ -388,6 +421,7 @@ impl Request {
             | Opcode::ListApiKeysResult
             | Opcode::SetAclResult
             | Opcode::GetAclResult
+            | Opcode::LuaTestResult
             | Opcode::Error => return Err(not_accepted),
         })
     }
@@ -431,6 +465,15 @@ impl Request {
                         .iter()
                         .map(Permission::encoded_len)
                         .sum::<usize>()
+            }
+            Request::LuaTest(test) => {
+                string_len(&test.queue)
+                    + 1
+                    + optional_string_len(test.script.as_ref())
+                    + map_len(&test.headers)
+                    + 4
+                    + 4
+                    + string_len(&test.error)
             }
         }
     }
@@ -530,6 +573,15 @@ impl Request {
                     .try_for_each(|permission| permission.encode(out))
             }
             Request::GetAcl { key_id } => put_string(out, "get_acl.key_id", key_id),
+            Request::LuaTest(test) => {
+                put_string(out, "lua_test.queue", &test.queue)?;
+                out.put_u8(test.hook);
+                put_optional_string(out, "lua_test.script", test.script.as_ref())?;
+                put_map(out, "lua_test.headers", &test.headers)?;
+                out.put_u32(test.payload_size);
+                out.put_u32(test.attempts);
+                put_string(out, "lua_test.error", &test.error)
+            }
         }
     }
 }

@@ -13,9 +13,31 @@ use crate::frame::encode_frame;
 use crate::opcode::Opcode;
 use crate::primitives::{
     Reader, STRING_BYTES_MIN, StringMap, map_len, put_bool, put_count_u16, put_count_u32, put_map,
-    put_string, string_len,
+    put_string, put_string_list, string_len, string_list_len,
 };
 use crate::request::Permission;
+
+/// Extension LuaTestResult body (`0xC1`). `error_code` is Ok (the script ran and decided),
+/// QueueNotFound, or LuaCompilationError (it did not compile, failed, timed out or returned
+/// something else than a table; `message` says which). The decision fields of the hook that
+/// did not run are empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuaTestResult {
+    /// Outcome.
+    pub error_code: ErrorCode,
+    /// Why there is no decision; empty on Ok.
+    pub message: ByteString,
+    /// `on_enqueue`: the fairness key as the script returned it (empty = default).
+    pub fairness_key: ByteString,
+    /// `on_enqueue`: the weight as the script returned it (the broker clamps to 1..=10,000).
+    pub weight: i64,
+    /// `on_enqueue`: the throttle keys.
+    pub throttle_keys: Vec<ByteString>,
+    /// `on_failure`: `retry` or `dlq`.
+    pub action: ByteString,
+    /// `on_failure`: delay before the retry.
+    pub delay_ms: u64,
+}
 
 /// HandshakeOk body (§8.2), always 14 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +289,8 @@ pub enum Response {
         /// The grants (`u16` count).
         permissions: Vec<Permission>,
     },
+    /// Extension `0xC1`: the result of a LuaTest dry run.
+    LuaTestResult(LuaTestResult),
     /// `0xFE` (§8.3): a whole-request failure.
     Error {
         /// The code (§6).
@@ -323,6 +347,7 @@ impl Response {
             Response::ListApiKeysResult { .. } => Opcode::ListApiKeysResult,
             Response::SetAclResult { .. } => Opcode::SetAclResult,
             Response::GetAclResult { .. } => Opcode::GetAclResult,
+            Response::LuaTestResult(_) => Opcode::LuaTestResult,
             Response::Error { .. } => Opcode::Error,
         }
     }
@@ -462,6 +487,15 @@ impl Response {
                     permissions,
                 }
             }
+            Opcode::LuaTestResult => Response::LuaTestResult(LuaTestResult {
+                error_code: r.error_code("lua_test_result.error_code")?,
+                message: r.string("lua_test_result.message")?,
+                fairness_key: r.string("lua_test_result.fairness_key")?,
+                weight: r.i64("lua_test_result.weight")?,
+                throttle_keys: r.string_list("lua_test_result.throttle_keys")?,
+                action: r.string("lua_test_result.action")?,
+                delay_ms: r.u64("lua_test_result.delay_ms")?,
+            }),
             Opcode::Error => Response::Error {
                 code: r.error_code("error.error_code")?,
                 message: r.string("error.message")?,
@@ -487,7 +521,8 @@ impl Response {
             | Opcode::RevokeApiKey
             | Opcode::ListApiKeys
             | Opcode::SetAcl
-            | Opcode::GetAcl => return Err(not_a_response),
+            | Opcode::GetAcl
+            | Opcode::LuaTest => return Err(not_a_response),
         })
     }
 
@@ -572,6 +607,14 @@ impl Response {
                         .iter()
                         .map(Permission::encoded_len)
                         .sum::<usize>()
+            }
+            Response::LuaTestResult(result) => {
+                1 + string_len(&result.message)
+                    + string_len(&result.fairness_key)
+                    + 8
+                    + string_list_len(&result.throttle_keys)
+                    + string_len(&result.action)
+                    + 8
             }
             Response::Error {
                 message, metadata, ..
@@ -708,6 +751,15 @@ impl Response {
                 for permission in permissions {
                     permission.encode(out)?;
                 }
+            }
+            Response::LuaTestResult(result) => {
+                out.put_u8(result.error_code.as_u8());
+                put_string(out, "lua_test_result.message", &result.message)?;
+                put_string(out, "lua_test_result.fairness_key", &result.fairness_key)?;
+                out.put_i64(result.weight);
+                put_string_list(out, "lua_test_result.throttle_keys", &result.throttle_keys)?;
+                put_string(out, "lua_test_result.action", &result.action)?;
+                out.put_u64(result.delay_ms);
             }
             Response::Error {
                 code,

@@ -241,16 +241,16 @@ fn a_length_prefix_over_16_mib_is_fatal_before_any_body_arrives() {
 
 #[test]
 fn opcodes_not_accepted_are_rejected_without_reading_the_body() {
-    // Server-to-client, cluster, unassigned and extension numbers, with bodies that would
+    // Server-to-client, cluster, unassigned and unused extension numbers, with bodies that would
     // not decode: the error is the opcode rejection, not a body error.
     for opcode in [
-        0x00u8, 0x02, 0x04, 0x06, 0x14, 0x1A, 0x40, 0x4D, 0x5F, 0xC0, 0xFE, 0xFF,
+        0x00u8, 0x02, 0x04, 0x06, 0x14, 0x1A, 0x40, 0x4D, 0x5F, 0xC1, 0xCF, 0xFE, 0xFF,
     ] {
         let error = Request::decode(opcode, Bytes::from_static(&[0xff; 3])).unwrap_err();
         assert_eq!(error, DecodeError::OpcodeNotAccepted { opcode });
         assert!(error.is_opcode_rejection());
     }
-    for opcode in [0x00u8, 0x01, 0x03, 0x05, 0x10, 0x40, 0xFD, 0xFF] {
+    for opcode in [0x00u8, 0x01, 0x03, 0x05, 0x10, 0x40, 0xC0, 0xFD, 0xFF] {
         let error = Response::decode(opcode, Bytes::from_static(&[0xff; 3])).unwrap_err();
         assert_eq!(error, DecodeError::NotAResponse { opcode });
     }

@@ -140,6 +140,28 @@ pub fn request() -> impl Strategy<Value = Request> {
             permissions
         }),
         text().prop_map(|key_id| Request::GetAcl { key_id }),
+        (
+            text(),
+            0_u8..2,
+            proptest::option::of(text()),
+            string_map(),
+            any::<u32>(),
+            any::<u32>(),
+            text()
+        )
+            .prop_map(
+                |(queue, hook, script, headers, payload_size, attempts, error)| {
+                    Request::LuaTest(fila_wire::LuaTest {
+                        queue,
+                        hook,
+                        script,
+                        headers,
+                        payload_size,
+                        attempts,
+                        error,
+                    })
+                }
+            ),
     ]
 }
 
@@ -309,6 +331,28 @@ pub fn response() -> impl Strategy<Value = Response> {
                 permissions,
             }
         ),
+        (
+            error_code(),
+            text(),
+            text(),
+            any::<i64>(),
+            vec(text(), 0..3),
+            text(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(error_code, message, fairness_key, weight, throttle_keys, action, delay_ms)| {
+                    Response::LuaTestResult(fila_wire::LuaTestResult {
+                        error_code,
+                        message,
+                        fairness_key,
+                        weight,
+                        throttle_keys,
+                        action,
+                        delay_ms,
+                    })
+                }
+            ),
         (error_code(), text(), string_map()).prop_map(|(code, message, metadata)| {
             Response::Error {
                 code,
