@@ -41,6 +41,9 @@ pub const DEFAULT_MAX_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// flushes the memtables holding the oldest journal, which bounds crash-recovery replay.
 pub const DEFAULT_MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Background flush/compaction threads per shard database (see `open` for why not 1).
+pub const FJALL_WORKER_THREADS: usize = 2;
+
 /// The largest key fjall accepts (its keys carry a `u16` length).
 pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
 
@@ -335,7 +338,11 @@ impl FjallStorage {
             Err(source) => return Err(FjallError::Directory { path, source }.into()),
         }
         let db = Database::builder(&path)
-            .worker_threads(1)
+            // Two workers, not one: fjall 3.1's worker that rotates a memtable does a blocking
+            // send into the worker queue (capacity 1,000) that writers fill with rotation
+            // requests under load; with a single worker nothing drains it and flushes stop for
+            // good (seen under benchmark load; writes then stall once 4 memtables are sealed).
+            .worker_threads(FJALL_WORKER_THREADS)
             .cache_size(options.cache_size_bytes)
             .max_journaling_size(
                 options
