@@ -135,8 +135,8 @@ fn deliver_ack(c: &mut Criterion) {
         "tenant-9999".to_string(),
     ];
     for (label, buckets, keys) in [
-        ("unthrottled", 0, Vec::new()),
         ("unthrottled", BUCKETS, Vec::new()),
+        ("unthrottled", 0, Vec::new()),
         ("3_throttle_keys", BUCKETS, three),
     ] {
         let mut shard = setup(buckets, keys);
