@@ -43,6 +43,9 @@ use crate::routing::shard_for;
 use crate::rt::{self, MeshEndpoint, Notify, clock};
 
 /// Deliveries taken from the core per pump step (then the pump yields).
+#[path = "throttle_mesh.rs"]
+mod throttle_mesh;
+
 const PUMP_BATCH: usize = 256;
 /// The timer task re-checks at least this often even when nothing is armed.
 const TIMER_IDLE_CHECK: Duration = Duration::from_secs(60);
@@ -239,6 +242,8 @@ pub enum ShardMessage {
     },
     /// Deliveries for connections of this shard.
     Deliver(Vec<Routed>),
+    /// A throttle token-lease message (request, grant, return) for this shard.
+    Throttle(fila_shard::throttle::TokenMsg),
 }
 
 /// Why an operation got no outcome.
@@ -374,6 +379,8 @@ impl Broker {
     ) -> Rc<Broker> {
         let sync = core.storage().sync_handle();
         let shards = mesh.shard_count();
+        let mut core = core;
+        throttle_mesh::set_topology(&mut core, index, shards);
         let broker = Rc::new(Broker {
             index,
             shards,
@@ -581,6 +588,7 @@ impl Broker {
     /// After any change to the core: wake the pump, arm the timer, schedule a commit. Returns
     /// the epoch holding the pending writes, if any.
     fn after_change(&self) -> Option<u64> {
+        self.ship_throttle();
         let core = self.core.borrow();
         let next = core.next_timer();
         if next.is_some_and(|t| self.armed.get().is_none_or(|armed| t < armed)) {
@@ -641,6 +649,7 @@ impl Broker {
                         .detach();
                     }
                     ShardMessage::Deliver(routed) => self.deliver_local(routed),
+                    ShardMessage::Throttle(msg) => self.receive_throttle(msg),
                 }
             }
         };
@@ -714,6 +723,8 @@ impl Broker {
                         .borrow_mut()
                         .poll_deliveries(clock::now(), PUMP_BATCH, &mut out);
                 if delivered == 0 {
+                    // Throttle-parked keys may have armed a refill timer or asked for tokens.
+                    self.after_idle_poll();
                     break;
                 }
                 self.after_change();

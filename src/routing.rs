@@ -6,20 +6,14 @@
 //! Changing this function moves queues between shards and strands their data: never change
 //! it for an existing data directory (the shard count is recorded there for the same reason).
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
 /// The shard (in `0..shards`) that owns `queue`. `shards` of 0 is treated as 1.
 pub fn shard_for(queue: &str, shards: usize) -> usize {
     let mut name = queue;
     while let Some(parent) = name.strip_suffix(".dlq") {
         name = parent;
     }
-    let mut hash = FNV_OFFSET;
-    for byte in name.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(FNV_PRIME);
-    }
+    // The same FNV-1a as throttle keys' home shards (`fila_shard::throttle::home_of`).
+    let hash = fila_shard::throttle::stable_hash(name);
     let shards = u64::try_from(shards.max(1)).unwrap_or(1);
     usize::try_from(hash % shards).unwrap_or(0)
 }

@@ -173,8 +173,7 @@ pub struct KeyStats {
 pub struct ThrottleStats {
     /// Throttle key.
     pub key: String,
-    /// Tokens available (buckets arrive with the throttle issue; until then a configured
-    /// bucket is reported full, as a new bucket starts).
+    /// Tokens available as the owner shard sees them (see `throttle::ThrottleView`).
     pub tokens: f64,
     /// Rate.
     pub rate_per_second: f64,

@@ -1,8 +1,8 @@
 //! Runtime configuration: the shard's own full copy of the key/value store (the server
 //! broadcasts SetConfig to every shard), and the validation of `throttle.<key>` values.
 //!
-//! Token buckets arrive with the throttle issue; this module stores and validates the limits
-//! and exposes them ([`RuntimeConfig::throttle_limits`]) for the bucket code.
+//! This module stores and validates the throttle limits and exposes them
+//! ([`RuntimeConfig::throttle_limits`]); the buckets live in [`crate::throttle`].
 
 use std::collections::BTreeMap;
 

@@ -33,6 +33,7 @@ mod recovery;
 mod shard;
 mod slab;
 pub mod storage;
+pub mod throttle;
 pub mod time;
 
 pub use command::{

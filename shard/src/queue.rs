@@ -6,8 +6,10 @@
 //!
 //! Per fairness key the pending messages that can go now form one FIFO ordered by
 //! (ready-at, sequence). Delayed messages wait in a heap and join their key's FIFO when due.
-//! When throttling arrives, a key's FIFO can be split by throttle-key set so a blocked
-//! message is passed by later messages with other throttle keys (decisions.md).
+//! The FIFO is split by throttle-key set ([`ReadyClasses`]) so a throttled message is passed
+//! by later messages with other throttle keys (decisions.md). A key whose ready messages are
+//! all throttle-blocked is parked: out of the ring, without credit, until its earliest refill
+//! instant (a per-queue heap; the shard timer is armed for it) or a throttle event.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -19,6 +21,8 @@ use crate::ids::{ConnectionId, ConsumerId, FairnessKey, MessageId, QueueId};
 use crate::message::{Body, Message};
 use crate::slab::{Slab, SlabRef};
 use crate::storage::keys::PendingOrder;
+use crate::throttle::Throttle;
+use crate::throttle::classes::ReadyClasses;
 use crate::time::Time;
 
 /// A fast hasher for message ids: their low 64 bits are counter and PRNG output, chosen by
@@ -103,8 +107,10 @@ pub struct KeySlot {
     pub key: FairnessKey,
     /// DRR state (weight = weight of the most recently enqueued message).
     pub drr: DrrKeyState,
-    /// Messages deliverable now, in pending order.
-    pub ready: VecDeque<SlabRef>,
+    /// Messages deliverable now, one FIFO per throttle-key set, each in pending order.
+    pub ready: ReadyClasses,
+    /// True while out of the ring because every ready message is throttle-blocked.
+    pub parked: bool,
     /// Delayed messages of this key.
     pub delayed: u32,
     /// Leased messages of this key.
@@ -174,6 +180,10 @@ pub struct Queue {
     key_index: HashMap<FairnessKey, KeyIdx>,
     /// The DRR ring.
     pub drr: Drr,
+    /// Throttle-parked keys by the instant they may retry (entries may be stale).
+    parked_at: BinaryHeap<Reverse<(Time, KeyIdx)>>,
+    /// Throttle-parked keys waiting for an event (a grant, a limit change).
+    parked_event: Vec<KeyIdx>,
     /// Leases in deadline order (entries of ended leases are skipped lazily).
     leases: VecDeque<(Time, u64, SlabRef)>,
     leased_count: usize,
@@ -214,6 +224,8 @@ impl Queue {
             keys: Slab::default(),
             key_index: HashMap::new(),
             drr: Drr::new(),
+            parked_at: BinaryHeap::new(),
+            parked_event: Vec::new(),
             leases: VecDeque::new(),
             leased_count: 0,
             stale_leases: 0,
@@ -271,7 +283,8 @@ impl Queue {
         let r = self.keys.insert(KeySlot {
             key: key.clone(),
             drr: DrrKeyState::new(weight),
-            ready: VecDeque::new(),
+            ready: ReadyClasses::default(),
+            parked: false,
             delayed: 0,
             leased: 0,
         });
@@ -368,9 +381,57 @@ impl Queue {
     }
 
     fn push_ready(&mut self, key: KeyIdx, r: SlabRef) {
+        let Some(slot) = self.messages.get(r) else {
+            return;
+        };
         if let Some(k) = self.keys.get_idx_mut(key) {
-            k.ready.push_back(r);
+            k.ready
+                .push_back(&slot.message.throttle_keys, slot.order, r);
+            // A parked key retries at once: the new message may carry other throttle keys.
+            k.parked = false;
             self.drr.activate(key, &mut k.drr);
+        }
+    }
+
+    /// Earliest instant a throttle-parked key may retry.
+    pub fn next_unpark(&self) -> Option<Time> {
+        self.parked_at.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn unpark(&mut self, key: KeyIdx) {
+        if let Some(k) = self.keys.get_idx_mut(key)
+            && k.parked
+        {
+            k.parked = false;
+            if !k.ready.is_empty() {
+                self.drr.activate(key, &mut k.drr);
+            }
+        }
+    }
+
+    /// Puts the keys whose retry instant has come back into the ring.
+    pub fn unpark_due(&mut self, now: Time) {
+        while let Some(Reverse((at, key))) = self.parked_at.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.parked_at.pop();
+            self.unpark(key);
+        }
+    }
+
+    /// Puts every parked key back into the ring (tokens may have appeared by an event).
+    pub fn unpark_all(&mut self) {
+        let keys: Vec<KeyIdx> = std::mem::take(&mut self.parked_event)
+            .into_iter()
+            .chain(
+                std::mem::take(&mut self.parked_at)
+                    .into_iter()
+                    .map(|Reverse((_, k))| k),
+            )
+            .collect();
+        for key in keys {
+            self.unpark(key);
         }
     }
 
@@ -388,10 +449,14 @@ impl Queue {
 
     /// The earliest instant this queue needs a timer.
     pub fn next_due(&self) -> Option<Time> {
-        match (self.next_delayed(), self.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.next_delayed(),
+            self.next_deadline(),
+            self.next_unpark(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Moves delayed messages that are due into their keys' FIFOs, in pending order.
@@ -428,9 +493,67 @@ impl Queue {
 
     /// The message [`Queue::take_and_lease`] would take next, without taking it (DRR's pick
     /// is idempotent until the key is charged).
-    pub fn peek_next(&mut self, quantum: u32) -> Option<SlabRef> {
-        let key = self.drr.pick(&mut self.keys, quantum)?;
-        self.keys.get_idx(key)?.ready.front().copied()
+    ///
+    /// The key's next message is the oldest head among its throttle classes whose keys all
+    /// have a token; blocked heads older than it count a hit. A key with no such head is
+    /// parked until its earliest refill instant (or a throttle event) and the next key is
+    /// tried. Tokens are not taken here.
+    pub fn peek_next(
+        &mut self,
+        quantum: u32,
+        now: Time,
+        throttle: &mut Throttle,
+    ) -> Option<SlabRef> {
+        loop {
+            let key = self.drr.pick(&mut self.keys, quantum)?;
+            let k = self.keys.get_idx_mut(key)?;
+            let classes = k.ready.classes();
+            if let [only] = classes
+                && (only.keys.is_empty() || throttle.is_empty())
+            {
+                return only.fifo.front().map(|(_, r)| *r);
+            }
+            let mut best: Option<(PendingOrder, SlabRef)> = None;
+            for class in classes {
+                let Some(&(order, r)) = class.fifo.front() else {
+                    continue;
+                };
+                if best.is_some_and(|(b, _)| b < order) {
+                    continue;
+                }
+                if throttle.can_pass(&class.keys, now) {
+                    best = Some((order, r));
+                }
+            }
+            let mut retry: Option<Time> = None;
+            let mut event = false;
+            for class in classes {
+                let Some(&(order, _)) = class.fifo.front() else {
+                    continue;
+                };
+                if best.is_some_and(|(b, _)| b <= order) {
+                    continue;
+                }
+                // Older than the pick (or nothing can go): the scheduler tried and was refused.
+                match throttle.blocked(&class.keys, now) {
+                    Some(at) => retry = Some(retry.map_or(at, |r| r.min(at))),
+                    None => event = true,
+                }
+            }
+            if let Some((_, r)) = best {
+                return Some(r);
+            }
+            self.drr.park_head(key, &mut k.drr);
+            k.parked = true;
+            match retry {
+                Some(at) if at > now => self.parked_at.push(Reverse((at, key))),
+                Some(_) => self.parked_at.push(Reverse((now.plus_micros(1), key))),
+                None => {}
+            }
+            if event {
+                self.parked_event.push(key);
+            }
+        }
     }
 
     /// The fairness key of a slot.
@@ -446,10 +569,13 @@ impl Queue {
         now: Time,
         connection: ConnectionId,
         consumer: ConsumerId,
+        r: SlabRef,
     ) -> Option<SlabRef> {
         let key = self.drr.pick(&mut self.keys, quantum)?;
         let k = self.keys.get_idx_mut(key)?;
-        let r = k.ready.pop_front()?;
+        if !k.ready.take_head(r) {
+            return None;
+        }
         let still_ready = !k.ready.is_empty();
         k.leased += 1;
         self.drr.charge(key, &mut k.drr, still_ready);
@@ -623,10 +749,11 @@ impl Queue {
             };
             let messages = &self.messages;
             k.ready.retain(
-                |r| matches!(messages.get(*r), Some(slot) if slot.state == SlotState::Ready),
+                |r| matches!(messages.get(r), Some(slot) if slot.state == SlotState::Ready),
             );
             if k.ready.is_empty() {
                 self.drr.remove(key, &mut k.drr);
+                k.parked = false;
             }
         }
     }
@@ -765,27 +892,49 @@ impl Queue {
         let mut in_fifos = 0usize;
         let mut seen = std::collections::HashSet::new();
         for (kr, k) in self.keys.iter() {
-            let mut last: Option<PendingOrder> = None;
-            for r in &k.ready {
-                if !seen.insert(*r) {
-                    return Err(format!("{}: a message is twice in pending", self.id));
+            let mut counted = 0usize;
+            for class in k.ready.classes() {
+                let mut last: Option<PendingOrder> = None;
+                if class.fifo.is_empty() {
+                    return Err(format!("{}: key {:?} keeps an empty class", self.id, k.key));
                 }
-                let slot = self.messages.get(*r).ok_or_else(|| {
-                    format!("{}: FIFO of {:?} holds a stale slot", self.id, k.key)
-                })?;
-                if slot.state != SlotState::Ready || slot.key != kr.idx {
-                    return Err(format!(
-                        "{}: FIFO of {:?} holds a non-ready message",
-                        self.id, k.key
-                    ));
+                for (order, r) in &class.fifo {
+                    if !seen.insert(*r) {
+                        return Err(format!("{}: a message is twice in pending", self.id));
+                    }
+                    let slot = self.messages.get(*r).ok_or_else(|| {
+                        format!("{}: FIFO of {:?} holds a stale slot", self.id, k.key)
+                    })?;
+                    if slot.state != SlotState::Ready || slot.key != kr.idx {
+                        return Err(format!(
+                            "{}: FIFO of {:?} holds a non-ready message",
+                            self.id, k.key
+                        ));
+                    }
+                    if slot.order != *order || slot.message.throttle_keys[..] != class.keys[..] {
+                        return Err(format!(
+                            "{}: FIFO of {:?} holds a message in the wrong class",
+                            self.id, k.key
+                        ));
+                    }
+                    if last.is_some_and(|l| l >= slot.order) {
+                        return Err(format!("{}: FIFO of {:?} out of order", self.id, k.key));
+                    }
+                    last = Some(slot.order);
+                    counted += 1;
                 }
-                if last.is_some_and(|l| l >= slot.order) {
-                    return Err(format!("{}: FIFO of {:?} out of order", self.id, k.key));
-                }
-                last = Some(slot.order);
+            }
+            if counted != k.ready.len() {
+                return Err(format!("{}: key {:?} class count drifted", self.id, k.key));
             }
             in_fifos += k.ready.len();
-            if k.drr.in_ring == k.ready.is_empty() {
+            if k.drr.in_ring && k.parked {
+                return Err(format!(
+                    "{}: key {:?} parked and in the ring",
+                    self.id, k.key
+                ));
+            }
+            if (k.drr.in_ring || k.parked) == k.ready.is_empty() {
                 return Err(format!(
                     "{}: key {:?} ring membership wrong",
                     self.id, k.key

@@ -215,6 +215,8 @@ impl<S: Storage> Shard<S> {
         if let Some(seq) = max_seq {
             shard.next_seq = seq + 1;
         }
+        // Buckets start full from the recovered runtime config (design §5).
+        shard.sync_throttle(now);
         shard.advance(now);
         Ok((shard, report))
     }

@@ -14,6 +14,7 @@
 
 mod admin;
 pub mod flow;
+mod throttling;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -30,6 +31,7 @@ use crate::queue::Queue;
 use crate::slab::{Slab, SlabRef};
 use crate::storage::keys::{FORMAT_VERSION, META_FORMAT_VERSION, PendingOrder};
 use crate::storage::{Keyspace, Storage, StorageError, WriteBatch};
+use crate::throttle::Throttle;
 use crate::time::Time;
 
 /// What a connection touched: its subscriptions and the queues where it may hold leases.
@@ -62,6 +64,7 @@ pub struct Shard<S: Storage> {
     pub(crate) no_headers: Arc<[(String, String)]>,
     pub(crate) no_throttle_keys: Arc<[ThrottleKey]>,
     pub(crate) cache: BodyCache,
+    pub(crate) throttle: Throttle,
 }
 
 impl<S: Storage> std::fmt::Debug for Shard<S> {
@@ -121,6 +124,7 @@ impl<S: Storage> Shard<S> {
             no_headers: Arc::from(Vec::new()),
             no_throttle_keys: Arc::from(Vec::new()),
             cache,
+            throttle: Throttle::default(),
         }
     }
 
@@ -252,13 +256,19 @@ impl<S: Storage> Shard<S> {
 
     /// The next instant the timer entry point must be called, if any.
     pub fn next_timer(&self) -> Option<Time> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let queues = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (queues, self.throttle.next_wake()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The timer entry point: expires leases and releases delayed messages that are due.
     /// Returns the next instant it needs to be called.
     pub fn tick(&mut self, now: Time) -> Option<Time> {
-        self.advance(now);
+        let now = self.advance(now);
+        self.throttle.tick(now);
+        self.release_throttled();
         self.next_timer()
     }
 

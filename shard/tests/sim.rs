@@ -1,6 +1,7 @@
 //! Seeded simulation of one shard: random enqueues, deliveries, acks, nacks with delays and
 //! dead-letters, cancels, disconnects, redrives, expiries, clock jumps, and crashes with
-//! recovery from storage (after a commit, or losing the uncommitted step) at random points.
+//! recovery from storage (after a commit, or losing the uncommitted step) at random points;
+//! some messages carry throttle keys with configured limits.
 //! Invariants are checked after every step against a model of what clients were told:
 //! no message lost, none duplicated, no acked message delivered again, every leased message
 //! has exactly one lease (in memory and in storage), attempts never decrease except by
@@ -84,6 +85,10 @@ impl Sim {
             };
             shard.create_queue(now, spec).unwrap();
         }
+        // Throttle keys on some messages (header `tk`): parked keys, per-class FIFOs and their
+        // recovery are exercised with everything else.
+        shard.set_config(now, "throttle.t1", "400,3").unwrap();
+        shard.set_config(now, "throttle.t2", "50,2").unwrap();
         shard.commit().unwrap();
         Sim {
             rng: IdGenerator::new(seed ^ 0xA5A5_5A5A),
@@ -122,6 +127,10 @@ impl Sim {
         };
         if let Some(fail) = fail {
             headers.push(("fail".to_string(), fail));
+        }
+        let throttle = ["", "", "t1", "t2", "t1,t2", "t3"][self.below(6) as usize];
+        if !throttle.is_empty() {
+            headers.push(("tk".to_string(), throttle.to_string()));
         }
         headers
     }

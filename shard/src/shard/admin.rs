@@ -241,6 +241,7 @@ impl<S: Storage> Shard<S> {
 
     /// GetStats of one queue.
     pub fn stats(&self, queue: &str) -> Result<QueueStats, StatsError> {
+        let now = self.now;
         let q = self
             .lookup(queue)
             .and_then(|r| self.queues.get(r))
@@ -262,7 +263,7 @@ impl<S: Storage> Shard<S> {
             .throttle_limits()
             .map(|(key, limit)| ThrottleStats {
                 key: key.to_string(),
-                tokens: limit.burst,
+                tokens: self.throttle_tokens(key, now).unwrap_or(limit.burst),
                 rate_per_second: limit.rate_per_second,
                 burst: limit.burst,
             })
@@ -318,6 +319,7 @@ impl<S: Storage> Shard<S> {
                 .put(Keyspace::Config, config_key(key), value.as_bytes().to_vec());
         }
         self.config.apply(key, value);
+        self.throttle_config_changed(now, key, value);
         Ok(())
     }
 
@@ -369,8 +371,9 @@ impl<S: Storage> Shard<S> {
             .map(|(_, k)| {
                 let ids = k
                     .ready
-                    .iter()
-                    .filter_map(|r| q.messages.get(*r).map(|s| s.message.id))
+                    .iter_ordered()
+                    .into_iter()
+                    .filter_map(|r| q.messages.get(r).map(|s| s.message.id))
                     .collect();
                 (k.key.clone(), ids)
             })

@@ -306,7 +306,7 @@ impl<S: Storage> Shard<S> {
             };
             // The body first: if it cannot be read, nothing has changed yet and the message
             // stays at the head of its key's FIFO.
-            let Some(next) = q.peek_next(quantum) else {
+            let Some(next) = q.peek_next(quantum, now, &mut self.throttle) else {
                 break;
             };
             let Some(slot) = q.messages.get_mut(next) else {
@@ -335,7 +335,7 @@ impl<S: Storage> Shard<S> {
                     }
                 }
             };
-            let Some(slot_ref) = q.take_and_lease(quantum, now, connection, consumer) else {
+            let Some(slot_ref) = q.take_and_lease(quantum, now, connection, consumer, next) else {
                 break;
             };
             debug_assert_eq!(slot_ref, next);
@@ -361,6 +361,7 @@ impl<S: Storage> Shard<S> {
                 record.encode(),
             );
             let m = &slot.message;
+            self.throttle.take(&m.throttle_keys, now);
             let fairness_key = match q.keys.get_idx(slot.key) {
                 Some(k) => k.key.clone(),
                 None => self.default_key.clone(),
@@ -385,6 +386,8 @@ impl<S: Storage> Shard<S> {
         if let Some(at) = retry_at {
             self.arm(queue_ref, at);
         }
+        // Throttle-parked keys need the timer at their refill instant.
+        self.rearm(queue_ref);
         let Some(q) = self.queues.get(queue_ref) else {
             return delivered;
         };
@@ -634,6 +637,7 @@ impl<S: Storage> Shard<S> {
                 q.armed_at = None;
             }
             q.promote_due(now);
+            q.unpark_due(now);
             q.due_leases(now, &mut expired);
             q.counters.expired += expired.len() as u64;
             for slot in expired.drain(..) {
