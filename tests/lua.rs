@@ -99,7 +99,10 @@ fn hooks_choose_keys_weights_and_dead_letter_then_redrive() {
         got.sort_by(|a, b| a.fairness_key.cmp(&b.fairness_key));
         assert_eq!(&*got[0].fairness_key, "acme");
         assert_eq!(got[0].weight, 3);
-        assert_eq!(got[0].throttle_keys, vec![bytestring::ByteString::from("t:acme")]);
+        assert_eq!(
+            got[0].throttle_keys,
+            vec![bytestring::ByteString::from("t:acme")]
+        );
         let other = got[1].message_id.to_string();
         assert_eq!(
             client.ack(&[(queue.as_str(), other.as_str())]),

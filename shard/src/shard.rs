@@ -62,6 +62,7 @@ pub struct Shard<S: Storage> {
     pub(crate) no_headers: Arc<[(String, String)]>,
     pub(crate) no_throttle_keys: Arc<[ThrottleKey]>,
     pub(crate) cache: BodyCache,
+    pub(crate) metrics: crate::metrics::ShardMetrics,
 }
 
 impl<S: Storage> std::fmt::Debug for Shard<S> {
@@ -121,6 +122,7 @@ impl<S: Storage> Shard<S> {
             no_headers: Arc::from(Vec::new()),
             no_throttle_keys: Arc::from(Vec::new()),
             cache,
+            metrics: crate::metrics::ShardMetrics::default(),
         }
     }
 
