@@ -491,3 +491,61 @@ impl crate::queue::Queue {
         self.metrics.record_delivery(latency_us);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_the_opentelemetry_convention_and_deltas_restart() {
+        let mut h = Histogram::new(&[10.0, 100.0]);
+        for v in [1.0, 10.0, 10.5, 100.0, 1e6] {
+            h.record(v);
+        }
+        assert_eq!(h.counts(), &[2, 2, 1]);
+        assert_eq!(h.count(), 5);
+        let before = h.clone();
+        h.record(50.0);
+        let delta = h.since(&before);
+        assert_eq!(delta.counts(), &[0, 1, 0]);
+        assert_eq!(delta.sum(), 50.0);
+        // A series that went backwards (queue recreated) is new as a whole.
+        let fresh = Histogram::new(&[10.0, 100.0]);
+        assert_eq!(fresh.since(&h), fresh);
+        let mut merged = before.clone();
+        merged.merge(&delta);
+        assert_eq!(merged, h);
+    }
+
+    #[test]
+    fn hook_runs_record_duration_errors_and_trips_but_not_bypasses() {
+        let mut m = QueueMetrics::default();
+        let ran = |ok, tripped| {
+            Some(HookRun::Ran {
+                ok,
+                duration: Duration::from_micros(30),
+                tripped,
+            })
+        };
+        m.record_hook(Hook::OnEnqueue, ran(true, false));
+        m.record_hook(Hook::OnFailure, ran(false, true));
+        m.record_hook(Hook::OnEnqueue, Some(HookRun::Bypassed));
+        m.record_hook(Hook::OnEnqueue, None);
+        assert_eq!(m.lua_on_enqueue_us.count(), 1);
+        assert_eq!(m.lua_on_failure_us.count(), 1);
+        assert_eq!((m.lua_errors, m.lua_breaker_activations), (1, 1));
+    }
+
+    #[test]
+    fn throttle_cells_count_and_forget() {
+        let mut m = ShardMetrics::default();
+        let key = ThrottleKey::new("t");
+        m.record_throttle(&key, true);
+        m.record_throttle(&key, false);
+        m.set_throttle_tokens(&key, 3.0);
+        let cells = m.throttle.get("t").copied().unwrap_or_default();
+        assert_eq!((cells.pass, cells.hit, cells.tokens), (1, 1, Some(3.0)));
+        m.forget_throttle_key(&key);
+        assert!(m.throttle.is_empty());
+    }
+}
