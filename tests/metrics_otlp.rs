@@ -307,3 +307,47 @@ fn a_grpc_port_is_called_out_at_start_up() {
     assert!(server.wait_for_log("OTLP/gRPC"), "{}", server.stderr());
     assert!(server.terminate().is_some_and(|s| s.success()));
 }
+
+#[test]
+fn an_unreachable_collector_is_logged_with_backoff_and_costs_nothing_else() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\nmetrics_interval_ms = 50\n"
+    );
+    let mut server = TestServer::start_with(ServerOptions::default().with_config(&config));
+    let mut client = Client::connect(server.addr);
+    client.create_queue("plain", 0);
+    let failures = |server: &TestServer| server.stderr().matches("metrics export failed").count();
+    assert!(
+        wait_until(Duration::from_secs(20), || failures(&server) >= 4),
+        "{}",
+        server.stderr()
+    );
+    // The broker keeps serving while exports fail.
+    for _ in 0..20 {
+        client.enqueue(&[("plain", b"x")]);
+    }
+    assert_eq!(client.stats("plain").depth, 20);
+    // Logged at 1, 2, 4, 8, ... consecutive failures, not once per interval.
+    let logged = failures(&server);
+    let tail = server.stderr();
+    let last = tail
+        .lines()
+        .rev()
+        .find(|l| l.contains("metrics export failed"))
+        .unwrap();
+    let consecutive: u64 = last
+        .split("consecutive_failures=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(consecutive, 1 << (logged - 1), "{tail}");
+    assert!(server.terminate().is_some_and(|s| s.success()));
+}
