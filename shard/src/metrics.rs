@@ -257,7 +257,7 @@ impl ShardMetrics {
     /// One throttle decision for `key`: `hit` = no token when the scheduler tried to deliver,
     /// otherwise a delivered message's pass.
     pub fn record_throttle(&mut self, key: &ThrottleKey, hit: bool) {
-        let cells = match self.throttle.get_mut(key.as_str()) {
+        let cells = match self.throttle.get_mut(key) {
             Some(cells) => cells,
             None => self.throttle.entry(key.clone()).or_default(),
         };
@@ -270,7 +270,7 @@ impl ShardMetrics {
 
     /// The tokens left in `key`'s authoritative bucket (home shard only).
     pub fn set_throttle_tokens(&mut self, key: &ThrottleKey, tokens: f64) {
-        match self.throttle.get_mut(key.as_str()) {
+        match self.throttle.get_mut(key) {
             Some(cells) => cells.tokens = Some(tokens),
             None => {
                 self.throttle.insert(
@@ -286,13 +286,7 @@ impl ShardMetrics {
 
     /// Drops `key`'s cells: its series stop being exported.
     pub fn forget_throttle_key(&mut self, key: &ThrottleKey) {
-        self.throttle.remove(key.as_str());
-    }
-}
-
-impl std::borrow::Borrow<str> for ThrottleKey {
-    fn borrow(&self) -> &str {
-        self.as_str()
+        self.throttle.remove(key);
     }
 }
 
@@ -543,7 +537,7 @@ mod tests {
         m.record_throttle(&key, true);
         m.record_throttle(&key, false);
         m.set_throttle_tokens(&key, 3.0);
-        let cells = m.throttle.get("t").copied().unwrap_or_default();
+        let cells = m.throttle.get(&key).copied().unwrap_or_default();
         assert_eq!((cells.pass, cells.hit, cells.tokens), (1, 1, Some(3.0)));
         m.forget_throttle_key(&key);
         assert!(m.throttle.is_empty());
