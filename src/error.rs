@@ -23,6 +23,9 @@ pub enum ServerError {
     /// A shard executor could not start or stopped abnormally.
     #[error(transparent)]
     Executor(#[from] ExecutorError),
+    /// The metrics exporter could not start.
+    #[error("{0}")]
+    Telemetry(String),
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers")]
     Signals(#[source] std::io::Error),

@@ -18,3 +18,4 @@ pub mod routing;
 pub mod rt;
 pub mod server;
 pub mod session;
+pub mod telemetry;

@@ -66,6 +66,7 @@ struct ShardSetup {
     limits: ConnectionLimits,
     storage: StorageSetup,
     events: flume::Sender<Event>,
+    metrics: Option<flume::Receiver<crate::telemetry::SnapshotRequest>>,
 }
 
 /// How a shard opens and runs its storage and core.
@@ -121,7 +122,18 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     })
     .map_err(ServerError::Signals)?;
     let (trigger, shutdown) = rt::shutdown_channel();
-    start(config, &data_dir, &host, shards, &events, &shutdown)?;
+    let (metric_shards, metric_requests) = crate::telemetry::channels(&config.telemetry, shards);
+    let telemetry = crate::telemetry::start(&config.telemetry, metric_shards)
+        .map_err(ServerError::Telemetry)?;
+    start(
+        config,
+        &data_dir,
+        &host,
+        shards,
+        &events,
+        &shutdown,
+        metric_requests,
+    )?;
     drop(events);
 
     let bound = match await_listening(&inbox, shards) {
@@ -139,6 +151,9 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
         config.storage.durability.name()
     );
     let stopped = await_stop(&inbox);
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     trigger.fire();
     let exits = await_exits(&inbox, shards - usize::from(stopped.is_err()));
     stopped.and(exits)?;
@@ -154,7 +169,9 @@ fn start(
     shards: usize,
     events: &flume::Sender<Event>,
     shutdown: &ShutdownSignal,
+    metric_requests: Vec<Option<flume::Receiver<crate::telemetry::SnapshotRequest>>>,
 ) -> Result<(), ServerError> {
+    let mut metric_requests = metric_requests.into_iter();
     let plan = ExecutorPlan {
         shards,
         pinned_cpus: config
@@ -216,6 +233,7 @@ fn start(
             limits,
             storage,
             events,
+            metrics: metric_requests.next().flatten(),
         }));
     }
     let threads = rt::start_shards(&plan, |shard| {
@@ -253,6 +271,7 @@ async fn shard_main(setup: ShardSetup) {
         limits,
         storage,
         events,
+        metrics,
     } = setup;
     let broker = match open_broker(shard, storage, mesh) {
         Ok(broker) => broker,
@@ -280,6 +299,13 @@ async fn shard_main(setup: ShardSetup) {
         }
     }
     broker.spawn_tasks();
+    if let Some(requests) = metrics {
+        glommio::spawn_local(crate::telemetry::serve_snapshots(
+            requests,
+            Rc::clone(&broker),
+        ))
+        .detach();
+    }
     let stop = shutdown.clone();
     let inbox = glommio::spawn_local(Rc::clone(&broker).serve_inbox(async move {
         stop.wait().await;

@@ -27,6 +27,7 @@ pub mod ids;
 pub mod limits;
 pub mod lua;
 mod message;
+pub mod metrics;
 mod queue;
 mod record;
 mod recovery;
@@ -51,6 +52,7 @@ pub use hooks::{
 };
 pub use ids::{ConnectionId, ConsumerId, FairnessKey, MessageId, QueueId, ThrottleKey};
 pub use lua::{LuaHooks, LuaLimits};
+pub use metrics::{MetricsSnapshot, QueueSnapshot, ShardMetrics};
 pub use queue::QueueCounters;
 pub use recovery::{RecoveryReport, RecoveryWarning};
 pub use shard::Shard;

@@ -115,6 +115,8 @@ pub struct KeySlot {
     pub delayed: u32,
     /// Leased messages of this key.
     pub leased: u32,
+    /// Deliveries since the key appeared (`fila.fairness.throughput`).
+    pub delivered: u64,
 }
 
 /// A registered consumer (subscription).
@@ -199,6 +201,8 @@ pub struct Queue {
     pub in_wake: bool,
     /// Counters.
     pub counters: QueueCounters,
+    /// Metric cells not counted elsewhere (Lua, delivery latency).
+    pub metrics: crate::metrics::QueueMetrics,
     /// After a failed body read, deliveries from this queue pause until this instant.
     pub read_retry_at: Option<Time>,
     next_lease_no: u64,
@@ -236,6 +240,7 @@ impl Queue {
             armed_at: None,
             in_wake: false,
             counters: QueueCounters::default(),
+            metrics: crate::metrics::QueueMetrics::default(),
             read_retry_at: None,
             next_lease_no: 0,
         }
@@ -287,6 +292,7 @@ impl Queue {
             parked: false,
             delayed: 0,
             leased: 0,
+            delivered: 0,
         });
         self.key_index.insert(key, r.idx);
         r.idx

@@ -65,6 +65,7 @@ pub struct Shard<S: Storage> {
     pub(crate) no_throttle_keys: Arc<[ThrottleKey]>,
     pub(crate) cache: BodyCache,
     pub(crate) throttle: Throttle,
+    pub(crate) metrics: crate::metrics::ShardMetrics,
 }
 
 impl<S: Storage> std::fmt::Debug for Shard<S> {
@@ -125,6 +126,7 @@ impl<S: Storage> Shard<S> {
             no_throttle_keys: Arc::from(Vec::new()),
             cache,
             throttle: Throttle::default(),
+            metrics: crate::metrics::ShardMetrics::default(),
         }
     }
 

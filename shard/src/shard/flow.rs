@@ -13,6 +13,7 @@ use crate::limits::{
     THROTTLE_KEYS_MAX, WEIGHT_MAX, WEIGHT_MIN,
 };
 use crate::message::{Body, LeaseRecord, Message};
+use crate::metrics::Hook;
 use crate::queue::SlotState;
 use crate::slab::SlabRef;
 use crate::storage::keys::{body_key, message_key};
@@ -99,6 +100,9 @@ impl<S: Storage> Shard<S> {
                 payload_size: item.payload.len(),
             },
         );
+        queue
+            .metrics
+            .record_hook(Hook::OnEnqueue, self.hooks.last_run());
         let weight = clamp_weight(decision.weight);
         let key_text = decision
             .fairness_key
@@ -381,6 +385,7 @@ impl<S: Storage> Shard<S> {
                 leased_at_ms: now.as_millis(),
             });
             q.counters.leased += 1;
+            q.record_delivery(slot_ref, now);
             delivered += 1;
         }
         if let Some(at) = retry_at {
@@ -535,6 +540,7 @@ impl<S: Storage> Shard<S> {
                 }
             }
         };
+        let headers_read = headers.is_some();
         let decision = match headers {
             Some(headers) => self.hooks.on_failure(
                 HookContext {
@@ -550,6 +556,12 @@ impl<S: Storage> Shard<S> {
             ),
             None => FailureDecision::Retry { delay_ms: 0 },
         };
+        let ran = if headers_read {
+            self.hooks.last_run()
+        } else {
+            None
+        };
+        q.metrics.record_hook(Hook::OnFailure, ran);
         let dlq_ref = match decision {
             FailureDecision::DeadLetter => q
                 .dlq_name

@@ -556,6 +556,11 @@ impl Throttle {
         })
     }
 
+    /// True when this shard holds the authoritative bucket of `key`.
+    pub fn is_home(&self, key: &str) -> bool {
+        home_of(key, self.shards) == self.shard
+    }
+
     /// Every configured key with its view at `now`, in key order (metrics export).
     pub fn views_at(&self, now: Time) -> Vec<(ThrottleKey, ThrottleView)> {
         let mut keys: Vec<&ThrottleKey> = self.keys.keys().collect();
