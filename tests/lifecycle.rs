@@ -71,3 +71,26 @@ fn durability_none_is_named_loudly_at_start() {
     assert!(server.wait_for_log("use this for benchmarks only"));
     assert!(server.stderr().contains("durability none"));
 }
+
+#[test]
+fn restart_on_the_same_port_works_while_old_connections_sit_in_time_wait() {
+    let mut server = TestServer::start();
+    let port = server.addr.port();
+    // Connected clients: the server closes them at shutdown, leaving TIME_WAIT on its port.
+    let mut clients: Vec<common::client::Client> = (0..4)
+        .map(|_| common::client::Client::connect(server.addr))
+        .collect();
+    for client in &mut clients {
+        client.ping();
+    }
+    let status = server.terminate().expect("no exit within 5 s");
+    assert!(status.success());
+    drop(clients);
+    let options = ServerOptions {
+        listen: format!("127.0.0.1:{port}"),
+        ..ServerOptions::default()
+    };
+    let again = TestServer::start_on(server.data_dir(), options);
+    assert_eq!(again.addr.port(), port);
+    common::client::Client::connect(again.addr).ping();
+}

@@ -50,16 +50,60 @@ impl BindError {
     }
 }
 
-/// Fails if the address cannot be bound exclusively right now. Port 0 always passes (the kernel
-/// picks a free port for shard 0).
+/// How long a start keeps trying a port that is in use (see [`probe_port_free`]).
+pub const PORT_BUSY_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// Pause between two tries.
+const PORT_BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Fails if the address cannot be bound exclusively. Port 0 always passes (the kernel picks a
+/// free port for shard 0). A port in use is tried again for [`PORT_BUSY_GRACE`]: right after a
+/// previous broker on it exited, the kernel may still be tearing down that process's io_uring
+/// and with it the old listening socket, so an immediate restart would otherwise be refused.
+/// Another broker that really holds the port is refused after the grace period.
 pub fn probe_port_free(addr: SocketAddr) -> Result<(), BindError> {
     if addr.port() == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|source| BindError::from_io(addr, source))
+    let tries = PORT_BUSY_GRACE.as_millis() / PORT_BUSY_PAUSE.as_millis();
+    let mut result = Ok(());
+    for _ in 0..=tries {
+        result = std::net::TcpListener::bind(addr)
+            .map(drop)
+            .map_err(|source| BindError::from_io(addr, source));
+        if !matches!(result, Err(BindError::InUse { .. })) {
+            break;
+        }
+        // Start-up runs on the main thread before any executor exists; waiting here blocks
+        // nothing else.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(PORT_BUSY_PAUSE);
+    }
+    result
 }
+
+/// A listening socket on `addr` with SO_REUSEPORT (every shard binds the same address) and
+/// SO_REUSEADDR, handed to glommio. glommio's own `TcpListener::bind` sets only SO_REUSEPORT,
+/// so a restart was refused for a minute while connections of the previous run sat in
+/// TIME_WAIT on the port. Another live broker is still refused: `probe_port_free` runs first.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket that this function owns exclusively
+    // (`into_raw_fd` gave up socket2's ownership); glommio takes over that ownership and closes
+    // it when the listener is dropped. Nothing else holds or closes the descriptor.
+    #[allow(unsafe_code)]
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    Ok(listener)
+}
+
+/// Pending connections per shard listener (glommio's own bind uses the same).
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// One shard's part in binding the shared address.
 #[derive(Debug)]
@@ -121,10 +165,7 @@ impl ShardBind {
             Role::First(senders) => (self.addr, senders),
             Role::Direct => (self.addr, Vec::new()),
         };
-        let listener = TcpListener::bind(addr).map_err(|error| {
-            let source = std::io::Error::from(error);
-            BindError::from_io(addr, source)
-        })?;
+        let listener = listen(addr).map_err(|source| BindError::from_io(addr, source))?;
         if !senders.is_empty() {
             let bound = listener.local_addr().map_err(|error| BindError::Io {
                 addr,
