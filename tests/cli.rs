@@ -985,3 +985,25 @@ fn lua_test_dry_runs_a_file_or_the_queues_own_hook() {
     let depth = inspect.lines().find(|l| l.starts_with("Depth:")).unwrap();
     assert_eq!(depth.split_whitespace().last(), Some("0"), "{inspect}");
 }
+
+#[test]
+fn refused_messages_and_config_keys_say_why() {
+    let server = TestServer::start_with(
+        common::ServerOptions::default().with_config("[server]\nmax_payload_bytes = 16\n"),
+    );
+    ok(&server, &["queue", "create", "small"]);
+    let refused = fails(
+        &server,
+        &["enqueue", "small", "--payload", "seventeen bytes!!"],
+    );
+    assert!(
+        refused.contains("refused") && refused.contains("16"),
+        "{refused}"
+    );
+    let empty = fails(&server, &["config", "set", "", "x"]);
+    assert!(empty.contains("must not be empty"), "{empty}");
+    let reserved = fails(&server, &["config", "set", "__fila.k", "x"]);
+    assert!(reserved.contains("reserves"), "{reserved}");
+    // The broker still takes writes.
+    ok(&server, &["enqueue", "small", "--payload", "fits"]);
+}

@@ -324,6 +324,15 @@ fn admin_requests_queues_config_stats_redrive() {
         set(&mut client, "throttle.bad", "fast"),
         ErrorCode::InvalidConfigValue
     );
+    // The empty key and the broker's reserved namespace are refused, and refusing them breaks
+    // nothing (an empty key once reached storage and stopped every shard's writes).
+    assert_eq!(set(&mut client, "", "x"), ErrorCode::InvalidConfigValue);
+    assert_eq!(set(&mut client, "", ""), ErrorCode::InvalidConfigValue);
+    assert_eq!(
+        set(&mut client, "__fila.apikey.x", "{}"),
+        ErrorCode::InvalidConfigValue
+    );
+    client.enqueue(&[(names[0].as_str(), b"still writable".as_slice())]);
     // Every connection sees it, whichever shard it landed on.
     for _ in 0..4 {
         let mut other = Client::connect(server.addr);

@@ -23,6 +23,15 @@ pub struct ThrottleLimit {
 /// Why a SetConfig was refused (nothing is stored).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidConfig {
+    /// The empty key.
+    #[error("a config key must not be empty")]
+    EmptyKey,
+    /// A key in the broker's reserved namespace.
+    #[error("config keys starting with {prefix:?} are reserved for the broker")]
+    Reserved {
+        /// The reserved prefix.
+        prefix: &'static str,
+    },
     /// `throttle.` with nothing after the dot.
     #[error("throttle key name is empty: use throttle.<name>")]
     EmptyThrottleName,
@@ -68,8 +77,20 @@ pub fn parse_throttle_value(value: &str) -> Option<ThrottleLimit> {
     })
 }
 
+/// Keys the broker keeps for itself (never settable, never visible to Lua); the same prefix
+/// as `lua::INTERNAL_CONFIG_PREFIX`.
+pub const RESERVED_PREFIX: &str = "__fila.";
+
 /// Checks a SetConfig before anything is stored. An empty value (a delete) is always valid.
 pub fn validate(key: &str, value: &str) -> Result<(), InvalidConfig> {
+    if key.is_empty() {
+        return Err(InvalidConfig::EmptyKey);
+    }
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(InvalidConfig::Reserved {
+            prefix: RESERVED_PREFIX,
+        });
+    }
     if key.len() > CONFIG_KEY_BYTES_MAX {
         return Err(InvalidConfig::KeyTooLong {
             len: key.len(),

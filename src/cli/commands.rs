@@ -541,7 +541,11 @@ fn config(
 }
 
 fn invalid_value(key: &str, value: &str) -> String {
-    if key.starts_with("throttle.") {
+    if key.is_empty() {
+        "a config key must not be empty".to_owned()
+    } else if key.starts_with("__fila.") {
+        format!("\"{key}\" is in the namespace the broker reserves for itself (__fila.)")
+    } else if key.starts_with("throttle.") {
         format!(
             "invalid value \"{value}\" for \"{key}\": a throttle takes \"<rate_per_second>,<burst>\", two finite numbers >= 0 (e.g. \"10,100\"), and a name after \"throttle.\""
         )
@@ -864,6 +868,13 @@ fn enqueue(
         Response::Error { code, message, .. } => return Err(queue_error(queue, code, &message)),
         other => return Err(unexpected(&other)),
     };
+    if result.error_code == ErrorCode::InvalidFrame && !result.message_id.is_empty() {
+        // Per-message refusals (payload over the cap, too many headers) carry the reason.
+        return Err(CliError::sentence(format!(
+            "the message was refused: {}",
+            result.message_id
+        )));
+    }
     if result.error_code != ErrorCode::Ok {
         return Err(queue_error(queue, result.error_code, ""));
     }

@@ -39,7 +39,7 @@ use sandbox::Sandbox;
 
 /// Prefix of runtime-config keys that are internal (API keys and the like): `fila.get`
 /// never returns them.
-pub const INTERNAL_CONFIG_PREFIX: &str = "__fila.";
+pub const INTERNAL_CONFIG_PREFIX: &str = crate::config::RESERVED_PREFIX;
 
 /// True for config keys scripts must not see.
 pub fn is_internal_config_key(key: &str) -> bool {
