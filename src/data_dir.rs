@@ -169,6 +169,20 @@ impl DataDir {
         Ok((dir, origin))
     }
 
+    /// The shard count a start on `path` would use, without creating, locking or recording
+    /// anything: `requested` if given, else the recorded count, else `default`. For checks
+    /// that must pass before the directory is touched (a failed start leaves nothing behind).
+    pub fn planned_count(
+        path: &Path,
+        requested: Option<NonZeroUsize>,
+        default: NonZeroUsize,
+    ) -> Result<NonZeroUsize, DataDirError> {
+        if let Some(requested) = requested {
+            return Ok(requested);
+        }
+        Ok(read_meta(path)?.unwrap_or(default))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -96,16 +96,11 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
         .server
         .shards
         .and_then(|shards| NonZeroUsize::new(shards.get_usize()));
-    let (data_dir, origin) = DataDir::open(&config.data_dir, requested, default_shards)?;
-    let shards = data_dir.shard_count().get();
-    if origin == ShardCountOrigin::Recorded {
-        tracing::info!(
-            shards,
-            "using the shard count recorded in the data directory"
-        );
-    }
+    // Host and port checks come before the data directory is created or its shard count
+    // recorded, so a start refused for them leaves nothing behind.
+    let planned = DataDir::planned_count(&config.data_dir, requested, default_shards)?;
     let demand = Demand {
-        shards,
+        shards: planned.get(),
         pin_cores: config.server.pin_cores,
         io_memory_bytes: rt::executors::IO_MEMORY_BYTES as u64,
     };
@@ -114,6 +109,14 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     }
     let addr = config.server.listen_addr.0;
     rt::probe_port_free(addr)?;
+    let (data_dir, origin) = DataDir::open(&config.data_dir, requested, default_shards)?;
+    let shards = data_dir.shard_count().get();
+    if origin == ShardCountOrigin::Recorded {
+        tracing::info!(
+            shards,
+            "using the shard count recorded in the data directory"
+        );
+    }
 
     let (events, inbox) = flume::unbounded();
     let signal_events = events.clone();

@@ -191,3 +191,34 @@ fn default_config_file_is_found_in_the_working_directory() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_start_refused_by_host_or_port_checks_records_nothing() {
+    // More pinned shards than this machine has CPUs: refused before the data dir is touched.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let options = ServerOptions {
+        shards: Some(u64::try_from(cpus).unwrap() + 2),
+        args: vec!["--pin-cores".to_owned()],
+        ..ServerOptions::default()
+    };
+    let (status, stderr) = run_to_exit(&options, &data);
+    assert!(!status.success(), "server started; stderr:\n{stderr}");
+    assert!(
+        !data.join("meta.toml").exists(),
+        "shard count recorded: {stderr}"
+    );
+    // Nor does a start refused because the port is taken (after the 3 s grace).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = ServerOptions {
+        listen: port.local_addr().unwrap().to_string(),
+        ..ServerOptions::default()
+    };
+    let (status, _) = run_to_exit(&taken, &data);
+    assert!(!status.success());
+    assert!(
+        !data.join("meta.toml").exists(),
+        "recorded after a port refusal"
+    );
+}
