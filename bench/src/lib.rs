@@ -36,6 +36,7 @@ pub mod machine;
 pub mod report;
 pub mod schedule;
 pub mod server;
+pub mod shares;
 pub mod summary;
 pub mod workloads;
 
