@@ -72,7 +72,7 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
         weights: Vec<u32>,
         /// Messages enqueued per key before consuming starts.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 40_000)]
         backlog: usize,
     },
     /// Throttle accuracy: configured against observed delivery rate per throttle key.

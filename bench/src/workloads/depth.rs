@@ -1,6 +1,7 @@
 //! `depth`: the broker with a large backlog pending. `--depth` 64 B messages are enqueued over
 //! the queues first; then, with that backlog in place, producers alone run for the window
-//! (enqueue msg/s) and then consumers alone (acked msg/s, draining the backlog). When the bench
+//! (enqueue msg/s, which grows the backlog further) and then consumers alone (acked msg/s,
+//! draining it; the backlog at that point comes from GetStats). When the bench
 //! started the server it also reads the server's `VmRSS` after the pre-fill and `VmRSS`/`VmHWM`
 //! at the end from `/proc/PID/status`.
 
@@ -17,7 +18,7 @@ use crate::shares::process_memory_mib;
 use crate::workloads::producer::{self, ProducerPlan};
 use crate::workloads::{
     BETWEEN_RUNS, Outcome, Series, Tally, Target, Window, batch_messages, consumer, create_queues,
-    delete_queues, join, payload, progress, queue_names,
+    delete_queues, join, payload, pending, progress, queue_names,
 };
 
 /// Defaults of `depth`.
@@ -61,6 +62,7 @@ pub fn run(target: &Target, settings: &Settings, depth: usize) -> Result<Outcome
         for handle in producers {
             enqueued.merge(join(handle, "producer")?);
         }
+        let backlog = pending(addr, &queues)?;
         let measure = Window::after_warmup(settings);
         let consumers: Vec<JoinHandle<Result<Tally>>> =
             (0..settings.connections.max(settings.queues))
@@ -89,7 +91,7 @@ pub fn run(target: &Target, settings: &Settings, depth: usize) -> Result<Outcome
         delete_queues(addr, &queues)?;
         let window_s = settings.duration.as_secs_f64();
         let (enqueue_s, ack_s) = (enqueued.ok as f64 / window_s, acked.ok as f64 / window_s);
-        let consumed_all = acked.delivered >= depth as u64 + enqueued.ok;
+        let consumed_all = acked.delivered >= backlog;
         if consumed_all {
             notes.push(format!(
                 "{}: consumers drained the whole backlog; acked msg/s is a lower bound",
@@ -116,6 +118,11 @@ pub fn run(target: &Target, settings: &Settings, depth: usize) -> Result<Outcome
             depth as f64 / fill_s.max(1e-9),
         );
         series.push("enqueued msg/s", Better::Higher, enqueue_s);
+        series.push(
+            "pending when consuming starts",
+            Better::Higher,
+            backlog as f64,
+        );
         series.push("acked msg/s", Better::Higher, ack_s);
         if let Some((rss, _)) = after_fill {
             series.push("server RSS after pre-fill MiB", Better::Lower, rss);

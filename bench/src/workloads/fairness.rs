@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use fila_wire::{ByteString, EnqueueMessage, Request};
+use fila_wire::{ByteString, EnqueueMessage, ErrorCode, Request, Response};
 
 use crate::cli::{Defaults, Settings};
+use crate::client::{Connection, unexpected};
 use crate::clock;
 use crate::error::Result;
 use crate::report::{Better, format_number};
@@ -60,9 +61,10 @@ pub fn run(
     );
     let mut series = Series::new(label);
     let mut failures = Tally::default();
+    let mut notes = Vec::new();
     let expected = expected_shares(weights);
     for run in 0..settings.runs {
-        let (counts, tally) = one_run(addr, settings, weights, backlog)?;
+        let (counts, tally, quantum) = one_run(addr, settings, weights, backlog)?;
         let got = shares(&counts);
         let deviation = max_deviation_pp(&got, &expected);
         let jain = jain_index(&got, &expected);
@@ -93,11 +95,21 @@ pub fn run(
             );
         }
         series.push("delivered", Better::Higher, total as f64);
+        let round = u64::from(quantum) * weights.iter().map(|&w| u64::from(w)).sum::<u64>();
+        if round > 0 {
+            notes.push(format!(
+                "{} run {}: DRR quantum {quantum}, so one round is {round} messages; the counted window covered {:.1} rounds (a partial last round skews shares)",
+                series.workload(),
+                run + 1,
+                total as f64 / round as f64
+            ));
+        }
         failures.merge(tally);
         clock::sleep(BETWEEN_RUNS);
     }
     let mut outcome = Outcome::default();
     outcome.notes.extend(failures.note(series.workload()));
+    outcome.notes.extend(notes);
     outcome.figures.extend(series.figures());
     Ok(outcome)
 }
@@ -136,11 +148,12 @@ fn one_run(
     settings: &Settings,
     weights: &[u32],
     backlog: usize,
-) -> Result<(Vec<u64>, Tally)> {
+) -> Result<(Vec<u64>, Tally, u32)> {
     let queues = vec![QUEUE.to_owned()];
     create_queues_with(addr, &queues, Some(HOOK))?;
     let requests = fill_requests(weights, backlog, settings.batch, &payload(64));
     let filled = producer::fill(addr, requests, settings.connections, settings.window)?;
+    let quantum = queue_quantum(addr)?;
     let mut tally = Tally::default();
     tally.errors += filled.errors;
     tally.first_error = filled.first_error;
@@ -197,5 +210,17 @@ fn one_run(
     }
     delete_queues(addr, &queues)?;
     let counts = counts.iter().map(|c| c.load(Ordering::Acquire)).collect();
-    Ok((counts, tally))
+    Ok((counts, tally, quantum))
+}
+
+/// The queue's DRR quantum from GetStats.
+fn queue_quantum(addr: SocketAddr) -> Result<u32> {
+    let mut connection = Connection::open(addr)?;
+    let request = Request::GetStats {
+        queue: QUEUE.into(),
+    };
+    match connection.call(&request, "GetStats")? {
+        Response::GetStatsResult(stats) if stats.error_code == ErrorCode::Ok => Ok(stats.quantum),
+        other => Err(unexpected("GetStats", &other)),
+    }
 }

@@ -18,7 +18,7 @@ pub const DEFAULTS: Defaults = lifecycle::DEFAULTS;
 pub fn run(addr: SocketAddr, settings: &Settings, key_counts: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for &keys in key_counts {
-        let mut series = Series::new(format!("keys {} (64 B)", format_number(keys as f64)));
+        let mut series = Series::new(format!("keys {} (64 B)", count_label(keys)));
         let run_settings = Settings { keys, ..*settings };
         let mut failures = Tally::default();
         for run in 0..settings.runs {
@@ -46,4 +46,13 @@ pub fn run(addr: SocketAddr, settings: &Settings, key_counts: &[usize]) -> Resul
         outcome.figures.extend(series.figures());
     }
     Ok(outcome)
+}
+
+/// `10`, `1,000`, `100,000`.
+fn count_label(count: usize) -> String {
+    if count >= 1_000 {
+        format_number(count as f64)
+    } else {
+        count.to_string()
+    }
 }

@@ -203,6 +203,26 @@ pub fn create_queues_with(addr: SocketAddr, names: &[String], hook: Option<&str>
     Ok(())
 }
 
+/// Messages pending (GetStats depth) summed over the queues.
+pub fn pending(addr: SocketAddr, names: &[String]) -> Result<u64> {
+    let mut connection = Connection::open(addr)?;
+    let mut total = 0;
+    for name in names {
+        let request = fila_wire::Request::GetStats {
+            queue: name.as_str().into(),
+        };
+        match connection.call(&request, "GetStats")? {
+            fila_wire::Response::GetStatsResult(stats)
+                if stats.error_code == fila_wire::ErrorCode::Ok =>
+            {
+                total += stats.depth;
+            }
+            other => return Err(crate::client::unexpected("GetStats", &other)),
+        }
+    }
+    Ok(total)
+}
+
 /// An `on_enqueue` hook that takes the fairness key from the [`KEY_HEADER`] header.
 pub const KEY_HOOK: &str =
     "function on_enqueue(msg) return { fairness_key = msg.headers[\"fila-bench-key\"] } end";

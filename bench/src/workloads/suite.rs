@@ -254,7 +254,7 @@ fn all(common: &Common) -> Result<()> {
     let shards_settings = brief(&common.settings(shards::DEFAULTS)?);
     let depth_settings = brief(&common.settings(depth::DEFAULTS)?);
     let weights = [1, 2, 3, 4, 5];
-    let backlog = 20_000;
+    let backlog = 40_000;
     let throttle_rates = [50.0, 200.0, 1_000.0];
     let burst = 10.0;
     let lua_sizes = sizes(&["64"])?;

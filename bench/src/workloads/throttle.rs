@@ -68,7 +68,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, rates: &[f64], burst: f64) -> 
             line.push(format!("{rate}/s -> {observed:.1}/s ({error:+.1} %)"));
             series.push("configured msg/s", Better::Higher, *rate);
             series.push("observed msg/s", Better::Higher, observed);
-            series.push("error %", Better::Lower, error.abs());
+            series.push("|error| %", Better::Lower, error.abs());
         }
         progress("throttle", run, settings.runs, &line.join(", "));
         failures.merge(tally);
