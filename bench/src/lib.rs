@@ -27,6 +27,7 @@
 //! percentiles), `workloads/*` (the loads), `report` (JSON and Markdown), `compare`,
 //! `machine` (CPU, memory, commit), `error`.
 
+pub mod charts;
 pub mod cli;
 pub mod client;
 pub mod clock;

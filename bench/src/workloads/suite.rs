@@ -352,10 +352,38 @@ fn finish(
     }
     if let Some(path) = common.report.clone().or(report_default) {
         ensure_parent(&path)?;
-        write_file(&path, &report.to_markdown())?;
+        let mut markdown = report.to_markdown();
+        markdown.push_str(&write_charts(&report.figures, &path));
+        write_file(&path, &markdown)?;
         eprintln!("fila-bench: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Writes the SVG charts next to the Markdown report at `report` and returns the Markdown
+/// section linking them (empty when no chart applies). A chart that fails is reported in the
+/// section instead of failing the run.
+fn write_charts(figures: &[crate::report::Figure], report: &Path) -> String {
+    let charts = crate::charts::charts(figures);
+    if charts.is_empty() {
+        return String::new();
+    }
+    let stem = report
+        .file_stem()
+        .map_or_else(|| "report".to_owned(), |s| s.to_string_lossy().into_owned());
+    let dir = report.parent().unwrap_or(Path::new(""));
+    let mut out = String::from("\n## Charts\n\n");
+    for chart in &charts {
+        let file = format!("{stem}-{}.svg", chart.name);
+        match crate::charts::render_svg(chart, &dir.join(&file)) {
+            Ok(()) => {
+                out.push_str(&format!("![{}]({file})\n\n", chart.title));
+                eprintln!("fila-bench: wrote {}", dir.join(&file).display());
+            }
+            Err(error) => out.push_str(&format!("- {error}\n")),
+        }
+    }
+    out
 }
 
 fn ensure_parent(path: &Path) -> Result<()> {
