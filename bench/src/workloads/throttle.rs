@@ -16,7 +16,7 @@ use crate::cli::{Defaults, Settings};
 use crate::client::Connection;
 use crate::clock;
 use crate::error::Result;
-use crate::report::{Better, format_number};
+use crate::report::Better;
 use crate::shares::rate_error_pct;
 use crate::workloads::{
     BETWEEN_RUNS, Outcome, Series, Tally, Window, consumer, create_queues_with, delete_queues,
@@ -50,12 +50,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, rates: &[f64], burst: f64) -> 
     let mut outcome = Outcome::default();
     let mut series: Vec<Series> = rates
         .iter()
-        .map(|rate| {
-            Series::new(format!(
-                "throttle {} msg/s (burst {burst})",
-                format_number(*rate)
-            ))
-        })
+        .map(|rate| Series::new(format!("throttle {rate} msg/s (burst {burst})")))
         .collect();
     let mut failures = Tally::default();
     for run in 0..settings.runs {
@@ -68,7 +63,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, rates: &[f64], burst: f64) -> 
             line.push(format!("{rate}/s -> {observed:.1}/s ({error:+.1} %)"));
             series.push("configured msg/s", Better::Higher, *rate);
             series.push("observed msg/s", Better::Higher, observed);
-            series.push("|error| %", Better::Lower, error.abs());
+            series.push("abs error %", Better::Lower, error.abs());
         }
         progress("throttle", run, settings.runs, &line.join(", "));
         failures.merge(tally);
