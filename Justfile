@@ -48,7 +48,7 @@ bench *args:
     cargo build --release --workspace --bin fila-server --bin fila-bench
     target/release/fila-bench all {{args}}
 
-# The same workloads with tiny durations and one run (about 90 s): checks the harness and the
+# The same workloads with tiny durations and one run (about a minute): checks the harness and the
 # server end to end; the figures mean little.
 bench-smoke:
     cargo build --release --workspace --bin fila-server --bin fila-bench
