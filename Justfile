@@ -40,14 +40,22 @@ bench-storage:
 fuzz seconds="600":
     cd wire/fuzz && cargo fuzz run decode -s none -- -max_total_time={{seconds}}
 
-# Load test against a freshly built release server: every workload, 3 runs each (about 5 min);
-# reports in target/fila-bench/. Extra flags go to fila-bench: `just bench --durability fsync`.
+# Load test against a freshly built release server: the core workloads 3 runs each, the
+# scheduling and scale workloads (fairness, throttle, lua, keys, shards, depth) one short run
+# each (about 7 min); reports and SVG charts in target/fila-bench/.
+# Extra flags go to fila-bench: `just bench --durability fsync`.
 bench *args:
     cargo build --release --workspace --bin fila-server --bin fila-bench
     target/release/fila-bench all {{args}}
 
-# The same workloads with tiny durations and one run (well under 60 s): checks the harness
-# and the server end to end; the figures mean little.
+# The same workloads with tiny durations and one run (about a minute): checks the harness and the
+# server end to end; the figures mean little.
 bench-smoke:
     cargo build --release --workspace --bin fila-server --bin fila-bench
     target/release/fila-bench all --duration 1 --warmup 0.5 --runs 1 --json target/fila-bench/smoke.json --report target/fila-bench/smoke.md
+
+# One scheduling or scale workload at full size, e.g. `just bench-one keys --key-counts 1000000`
+# or `just bench-one depth --depth 1000000`.
+bench-one workload *args:
+    cargo build --release --workspace --bin fila-server --bin fila-bench
+    target/release/fila-bench {{workload}} {{args}}

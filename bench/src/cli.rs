@@ -63,6 +63,66 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "64", value_parser = parse_bytes)]
         payload: Vec<usize>,
     },
+    /// Weighted fairness under backlog: delivered share per key against w/Σw.
+    Fairness {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Weights of the keys (one key per weight).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+        weights: Vec<u32>,
+        /// Messages enqueued per key before consuming starts.
+        #[arg(long, default_value_t = 40_000)]
+        backlog: usize,
+    },
+    /// Throttle accuracy: configured against observed delivery rate per throttle key.
+    Throttle {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Rates of the throttle keys, msg/s (one key per rate).
+        #[arg(long, value_delimiter = ',', default_value = "50,200,1000")]
+        rates: Vec<f64>,
+        /// Token-bucket burst of every key.
+        #[arg(long, default_value_t = 10.0)]
+        burst: f64,
+    },
+    /// Enqueue throughput without and with an on_enqueue Lua hook; the per-message overhead.
+    Lua {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Payload sizes to sweep.
+        #[arg(long, value_delimiter = ',', default_value = "64", value_parser = parse_bytes)]
+        payload: Vec<usize>,
+    },
+    /// Lifecycle throughput against the number of fairness keys (1000000 is slow here).
+    Keys {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Fairness-key counts to sweep.
+        #[arg(long, value_delimiter = ',', default_value = "10,1000,100000")]
+        key_counts: Vec<usize>,
+    },
+    /// Lifecycle throughput against the shard count (a fresh server per count).
+    Shards {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Shard counts to sweep.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        shard_counts: Vec<u32>,
+    },
+    /// Enqueue and consume rates and server memory with a large backlog pending.
+    Depth {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Messages pre-filled before measuring.
+        #[arg(long, default_value_t = 200_000)]
+        depth: usize,
+    },
     /// Every workload with its defaults; writes a JSON and a Markdown report.
     All {
         /// Shared flags.

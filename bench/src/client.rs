@@ -88,9 +88,14 @@ impl Connection {
 
     /// Creates queue `name` with default settings; an existing queue is fine.
     pub fn create_queue(&mut self, name: &str) -> Result<()> {
+        self.create_queue_with(name, None)
+    }
+
+    /// Creates queue `name` with an optional `on_enqueue` Lua hook; an existing queue is fine.
+    pub fn create_queue_with(&mut self, name: &str, on_enqueue: Option<&str>) -> Result<()> {
         let request = Request::CreateQueue(CreateQueue {
             name: name.into(),
-            on_enqueue_script: None,
+            on_enqueue_script: on_enqueue.map(Into::into),
             on_failure_script: None,
             visibility_timeout_ms: 0,
         });
@@ -100,6 +105,20 @@ impl Connection {
                 ..
             } => Ok(()),
             other => Err(unexpected(&format!("CreateQueue {name}"), &other)),
+        }
+    }
+
+    /// Sets runtime configuration `key` to `value` (empty deletes the key).
+    pub fn set_config(&mut self, key: &str, value: &str) -> Result<()> {
+        let request = Request::SetConfig {
+            key: key.into(),
+            value: value.into(),
+        };
+        match self.call(&request, "SetConfig")? {
+            Response::SetConfigResult {
+                error_code: ErrorCode::Ok,
+            } => Ok(()),
+            other => Err(unexpected(&format!("SetConfig {key}={value}"), &other)),
         }
     }
 

@@ -99,6 +99,14 @@ pub enum BenchError {
         /// Producer, consumer, ...
         role: &'static str,
     },
+    /// A chart could not be drawn.
+    #[error("cannot draw the chart {path}: {detail}")]
+    Chart {
+        /// The SVG file.
+        path: PathBuf,
+        /// plotters' message.
+        detail: String,
+    },
     /// A latency histogram could not be created or merged.
     #[error("latency histogram: {0}")]
     Histogram(String),

@@ -14,7 +14,12 @@
 //!   measured from each message's *scheduled* send time, so a stalled sender cannot hide a
 //!   stall (no coordinated omission).
 //! - `rtt`: one-message Enqueue round trip, one request at a time.
-//! - `all`: all of the above with defaults, JSON and Markdown reports.
+//! - `fairness`: weighted DRR shares under backlog (max deviation, Jain's index).
+//! - `throttle`: configured against observed delivery rate per throttle key.
+//! - `lua`: enqueue throughput without and with an `on_enqueue` hook.
+//! - `keys`, `shards`: lifecycle throughput against fairness keys and shard count.
+//! - `depth`: enqueue/consume rates and server memory with a large backlog pending.
+//! - `all`: all of the above with defaults, JSON and Markdown reports, SVG charts.
 //! - `compare`: ratio new/old per figure, regressions flagged.
 //!
 //! Every run repeats `--runs` times; a figure is the median with the min–max range.
@@ -24,9 +29,10 @@
 //!
 //! `cli` (flags), `client` (the wire connection), `server` (starting `fila-server`), `clock`
 //! (the only clock reads and waits), `schedule` (open-loop send times), `summary` (medians,
-//! percentiles), `workloads/*` (the loads), `report` (JSON and Markdown), `compare`,
+//! percentiles), `shares` (fairness and rate arithmetic), `charts` (SVG), `workloads/*` (the loads), `report` (JSON and Markdown), `compare`,
 //! `machine` (CPU, memory, commit), `error`.
 
+pub mod charts;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -36,6 +42,7 @@ pub mod machine;
 pub mod report;
 pub mod schedule;
 pub mod server;
+pub mod shares;
 pub mod summary;
 pub mod workloads;
 

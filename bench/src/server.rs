@@ -103,6 +103,11 @@ impl ServerProcess {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last stderr lines of the server, joined.
     pub fn stderr(&self) -> String {
         self.log

@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::report::{Better, format_number};
 use crate::workloads::producer::{self, ProducerPlan};
 use crate::workloads::{
-    BETWEEN_RUNS, Outcome, Series, Tally, Window, create_queues, delete_queues, join, progress,
-    queue_names,
+    BETWEEN_RUNS, Outcome, Series, Tally, Window, create_queues_with, delete_queues, join,
+    progress, queue_names,
 };
 
 /// Defaults of `enqueue`.
@@ -51,8 +51,18 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
 }
 
 fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<Tally> {
+    one_run_with(addr, settings, bytes, None)
+}
+
+/// One run at `bytes` per message on queues with an optional `on_enqueue` hook.
+pub fn one_run_with(
+    addr: SocketAddr,
+    settings: &Settings,
+    bytes: usize,
+    hook: Option<&str>,
+) -> Result<Tally> {
     let queues = queue_names(settings.queues);
-    create_queues(addr, &queues)?;
+    create_queues_with(addr, &queues, hook)?;
     let measure = Window::after_warmup(settings);
     let producers: Vec<_> = (0..settings.connections)
         .map(|offset| {

@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::report::{Better, format_number};
 use crate::workloads::producer::{self, ProducerPlan};
 use crate::workloads::{
-    BETWEEN_RUNS, Outcome, Series, Tally, Window, consumer, create_queues, delete_queues, join,
-    progress, queue_names,
+    BETWEEN_RUNS, Outcome, Series, Tally, Window, consumer, create_queues_with, delete_queues,
+    join, progress, queue_names,
 };
 
 /// Defaults of `lifecycle`.
@@ -74,8 +74,18 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
 
 /// One run at `bytes` per message (also used by `latency` to find the maximum rate).
 pub fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<RunTally> {
+    one_run_with(addr, settings, bytes, None)
+}
+
+/// One run at `bytes` per message on queues with an optional `on_enqueue` hook.
+pub fn one_run_with(
+    addr: SocketAddr,
+    settings: &Settings,
+    bytes: usize,
+    hook: Option<&str>,
+) -> Result<RunTally> {
     let queues = queue_names(settings.queues);
-    create_queues(addr, &queues)?;
+    create_queues_with(addr, &queues, hook)?;
     let measure = Window::after_warmup(settings);
     let consumers: Vec<JoinHandle<Result<Tally>>> = (0..settings.connections.max(settings.queues))
         .map(|index| {

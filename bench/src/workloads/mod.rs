@@ -6,12 +6,18 @@
 //! that several workloads use live in `producer.rs` and `consumer.rs`.
 
 pub mod consumer;
+pub mod depth;
 pub mod enqueue;
+pub mod fairness;
+pub mod keys;
 pub mod latency;
 pub mod lifecycle;
+pub mod lua;
 pub mod producer;
 pub mod rtt;
+pub mod shards;
 pub mod suite;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -66,6 +72,11 @@ impl Target {
 }
 
 impl Target {
+    /// The process id of the started server (`None` for `--addr`).
+    pub fn server_pid(&self) -> Option<u32> {
+        self._server.as_ref().map(ServerProcess::pid)
+    }
+
     /// The last lines the started server wrote to stderr (empty for `--addr`).
     pub fn server_log(&self) -> String {
         self._server
@@ -179,12 +190,51 @@ pub fn queue_names(queues: usize) -> Vec<String> {
 
 /// Creates the queues (starting them empty: a leftover queue is deleted first).
 pub fn create_queues(addr: SocketAddr, names: &[String]) -> Result<()> {
+    create_queues_with(addr, names, None)
+}
+
+/// Creates the queues with an optional `on_enqueue` hook (a leftover queue is deleted first).
+pub fn create_queues_with(addr: SocketAddr, names: &[String], hook: Option<&str>) -> Result<()> {
     let mut connection = Connection::open(addr)?;
     for name in names {
         connection.delete_queue(name)?;
-        connection.create_queue(name)?;
+        connection.create_queue_with(name, hook)?;
     }
     Ok(())
+}
+
+/// Messages pending (GetStats depth) summed over the queues.
+pub fn pending(addr: SocketAddr, names: &[String]) -> Result<u64> {
+    let mut connection = Connection::open(addr)?;
+    let mut total = 0;
+    for name in names {
+        let request = fila_wire::Request::GetStats {
+            queue: name.as_str().into(),
+        };
+        match connection.call(&request, "GetStats")? {
+            fila_wire::Response::GetStatsResult(stats)
+                if stats.error_code == fila_wire::ErrorCode::Ok =>
+            {
+                total += stats.depth;
+            }
+            other => return Err(crate::client::unexpected("GetStats", &other)),
+        }
+    }
+    Ok(total)
+}
+
+/// An `on_enqueue` hook that takes the fairness key from the [`KEY_HEADER`] header.
+pub const KEY_HOOK: &str =
+    "function on_enqueue(msg) return { fairness_key = msg.headers[\"fila-bench-key\"] } end";
+
+/// Settings for a workload that `all` runs briefly: one run, at most 5 s after at most 1 s.
+pub fn brief(settings: &Settings) -> Settings {
+    Settings {
+        runs: 1,
+        duration: settings.duration.min(Duration::from_secs(5)),
+        warmup: settings.warmup.min(Duration::from_secs(1)),
+        ..*settings
+    }
 }
 
 /// Deletes the queues and their messages.

@@ -39,33 +39,99 @@ pub fn spawn(addr: SocketAddr, plan: ProducerPlan, measure: Window) -> JoinHandl
     std::thread::spawn(move || run(addr, &plan, measure))
 }
 
+/// Most distinct prebuilt requests one producer cycles through (enough for 1,000,000 keys
+/// at a batch of 100).
+const REQUESTS_MAX: usize = 10_000;
+
 fn run(addr: SocketAddr, plan: &ProducerPlan, measure: Window) -> Result<Tally> {
+    let body = payload(plan.payload);
+    // Enough distinct batches that every key value occurs (`keys` above `batch` needs more
+    // than one batch); with few keys this is a single request sent over and over.
+    let count = plan.keys.div_ceil(plan.batch.max(1)).clamp(1, REQUESTS_MAX);
+    let requests: Vec<Request> = (0..count)
+        .map(|j| Request::Enqueue {
+            messages: batch_messages(
+                &plan.queues,
+                plan.offset + j * plan.batch,
+                plan.batch,
+                plan.keys,
+                &body,
+            ),
+        })
+        .collect();
+    run_requests(addr, &requests, plan.window, measure, None)
+}
+
+/// Sends `requests` in turn (cycling) with `window` in flight until `measure.end`, or until
+/// `limit` requests have been sent; counts accepted messages inside `measure`.
+pub fn run_requests(
+    addr: SocketAddr,
+    requests: &[Request],
+    window: usize,
+    measure: Window,
+    limit: Option<usize>,
+) -> Result<Tally> {
     let (mut writer, reader) = Connection::open(addr)?.split();
-    let request = Request::Enqueue {
-        messages: batch_messages(
-            &plan.queues,
-            plan.offset,
-            plan.batch,
-            plan.keys,
-            &payload(plan.payload),
-        ),
-    };
-    let (tokens, pending) = mpsc::sync_channel::<()>(plan.window.saturating_sub(1));
+    let (tokens, pending) = mpsc::sync_channel::<()>(window.saturating_sub(1));
     let replies = std::thread::spawn(move || count_replies(reader, &pending, measure));
     let mut sent = Ok(());
-    while clock::now() < measure.end {
+    let mut count = 0usize;
+    while clock::now() < measure.end && limit.is_none_or(|limit| count < limit) {
+        let Some(request) = requests.get(count % requests.len().max(1)) else {
+            break;
+        };
         if tokens.send(()).is_err() {
             break; // the reader stopped; its error is reported below
         }
-        if let Err(error) = writer.send(&request, "Enqueue") {
+        if let Err(error) = writer.send(request, "Enqueue") {
             sent = Err(error);
             break;
         }
+        count += 1;
     }
     drop(tokens);
     let tally = join(replies, "producer reader")?;
     sent.map(|()| tally)
 }
+
+/// Sends every request once, spread over `connections` connections with `window` in flight
+/// each, and waits for all replies (pre-filling a backlog). The tally counts accepted messages.
+pub fn fill(
+    addr: SocketAddr,
+    requests: Vec<Request>,
+    connections: usize,
+    window: usize,
+) -> Result<Tally> {
+    let connections = connections.max(1);
+    let mut shares: Vec<Vec<Request>> = (0..connections).map(|_| Vec::new()).collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        if let Some(share) = shares.get_mut(i % connections) {
+            share.push(request);
+        }
+    }
+    let start = clock::now();
+    let measure = Window {
+        start,
+        end: start + FILL_LIMIT,
+    };
+    let handles: Vec<_> = shares
+        .into_iter()
+        .filter(|share| !share.is_empty())
+        .map(|share| {
+            std::thread::spawn(move || {
+                run_requests(addr, &share, window, measure, Some(share.len()))
+            })
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for handle in handles {
+        tally.merge(join(handle, "filler")?);
+    }
+    Ok(tally)
+}
+
+/// Longest a pre-fill may take.
+const FILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// Reads one reply per token until the writer is done and every reply has arrived.
 fn count_replies(mut reader: Reader, pending: &Receiver<()>, measure: Window) -> Result<Tally> {
