@@ -390,9 +390,13 @@ fn fila_get_reads_runtime_config_but_not_internal_entries() {
     w.shard
         .set_config(w.now, "tenant.acme.weight", "7")
         .unwrap();
-    w.shard
-        .set_config(w.now, "__fila.apikey.1", "secret")
-        .unwrap();
+    // The broker's reserved namespace cannot be written through SetConfig at all; fila.get
+    // hides it as well (defence in depth for entries the broker keeps there itself).
+    assert!(
+        w.shard
+            .set_config(w.now, "__fila.apikey.1", "secret")
+            .is_err()
+    );
     let mut h = Host::new();
     h.config = w.shard.config().clone();
     let script = r#"
