@@ -103,6 +103,9 @@ impl Outcome {
     }
 }
 
+/// How often a progress bar is redrawn.
+const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The measured interval of one run: load starts now, counting starts after the warm-up.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -116,10 +119,44 @@ impl Window {
     /// A window that starts after `settings.warmup` and lasts `settings.duration`.
     pub fn after_warmup(settings: &Settings) -> Window {
         let start = clock::now() + settings.warmup;
-        Window {
+        let window = Window {
             start,
             end: start + settings.duration,
+        };
+        window.show_progress();
+        window
+    }
+
+    /// Draws a progress bar for the run on stderr until the window ends (indicatif draws only
+    /// when stderr is a terminal, so logs and CI output stay clean).
+    fn show_progress(self) {
+        let total = self.end.saturating_duration_since(clock::now());
+        let bar = indicatif::ProgressBar::new(u64::try_from(total.as_millis()).unwrap_or(u64::MAX));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "  {msg:>9} [{bar:40}] {elapsed_precise}/{duration_precise}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
         }
+        let begun = clock::now();
+        std::thread::spawn(move || {
+            loop {
+                let now = clock::now();
+                if now >= self.end {
+                    break;
+                }
+                bar.set_message(if now < self.start {
+                    "warm-up"
+                } else {
+                    "measuring"
+                });
+                bar.set_position(
+                    u64::try_from(now.saturating_duration_since(begun).as_millis())
+                        .unwrap_or(u64::MAX),
+                );
+                clock::sleep(PROGRESS_TICK);
+            }
+            bar.finish_and_clear();
+        });
     }
 
     /// Whether `at` is counted.
