@@ -36,6 +36,7 @@ use fila_shard::{
     NackItem, Poisoned, QueueSpec, QueueStats, QueueSummary, RedriveError, Shard, StatsError,
 };
 
+use fila_shard::HookStats;
 use fila_shard::lua::{self, DryRunMessage, DryRunOutcome, HookKind, LuaLimits};
 
 use crate::config::Durability;
@@ -160,7 +161,7 @@ pub enum Outcome {
     /// DeleteQueue.
     DeleteQueue(Result<(), DeleteQueueError>),
     /// GetStats.
-    Stats(Box<Result<QueueStats, StatsError>>),
+    Stats(Box<Result<(QueueStats, Option<HookStats>), StatsError>>),
     /// ListQueues.
     ListQueues(Vec<QueueSummary>),
     /// SetConfig.
@@ -537,7 +538,10 @@ impl Broker {
                     }
                     Outcome::DeleteQueue(result.map(|_| ()))
                 }
-                Op::Stats(name) => Outcome::Stats(Box::new(core.stats(&name))),
+                Op::Stats(name) => Outcome::Stats(Box::new(
+                    core.stats(&name)
+                        .map(|stats| (stats, core.hook_stats(&name))),
+                )),
                 Op::ListQueues => Outcome::ListQueues(core.list_queues()),
                 Op::SetConfig { key, value } => {
                     Outcome::SetConfig(core.set_config(now, &key, &value))

@@ -26,7 +26,7 @@ use fila_shard::{
 use fila_wire::{
     ConfigEntry, DeliveryFrameBuilder, DeliveryMessage, EnqueueItemResult, ErrorCode, Frame,
     FrameDecoder, FrameError, HandshakeOk, KeyStats, LuaTestResult, Opcode, QueueStats,
-    QueueSummary, Request, Response, ThrottleStats, limits::FRAME_BYTES_MAX,
+    QueueSummary, Request, Response, StatsExtension, ThrottleStats, limits::FRAME_BYTES_MAX,
 };
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -563,7 +563,7 @@ impl Session {
                     .await;
                 self.answer(id, pending, |outcome| match outcome {
                     Outcome::Stats(result) => match *result {
-                        Ok(stats) => Response::GetStatsResult(wire_stats(stats)),
+                        Ok((stats, hooks)) => Response::GetStatsResult(wire_stats(stats, hooks)),
                         Err(StatsError::QueueNotFound) => {
                             error(ErrorCode::QueueNotFound, "queue not found")
                         }
@@ -1010,7 +1010,16 @@ fn create_queue_error(name: &str, failure: CreateQueueError) -> Response {
     }
 }
 
-fn wire_stats(stats: fila_shard::QueueStats) -> QueueStats {
+fn wire_stats(stats: fila_shard::QueueStats, hooks: Option<fila_shard::HookStats>) -> QueueStats {
+    let hooks = hooks.unwrap_or_default();
+    let extension = StatsExtension {
+        storage_poisoned: stats.storage_poisoned,
+        hook_compile_error: hooks.compile_error.unwrap_or_default().into(),
+        hook_breaker_open: hooks.breaker_open,
+        hook_runs: hooks.runs,
+        hook_errors: hooks.errors,
+        hook_breaker_trips: hooks.breaker_trips,
+    };
     QueueStats {
         error_code: ErrorCode::Ok,
         depth: stats.depth,
@@ -1040,6 +1049,7 @@ fn wire_stats(stats: fila_shard::QueueStats) -> QueueStats {
                 burst: t.burst,
             })
             .collect(),
+        extension: Some(extension),
     }
 }
 

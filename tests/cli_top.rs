@@ -89,6 +89,7 @@ fn stats(keys: &[(&str, u64, i64, u32)], throttles: &[(&str, f64, f64, f64)]) ->
                 burst: *burst,
             })
             .collect(),
+        extension: None,
     }
 }
 

@@ -208,3 +208,42 @@ fn a_hostile_script_costs_only_its_own_queue() {
     assert_eq!(client.stats(&calm).depth, 5);
     client.ping();
 }
+
+#[test]
+fn hook_health_is_in_stats_and_a_script_that_no_longer_compiles_is_bypassed() {
+    // The chunk's top level needs ~600 KB: fine under the default 1 MiB per call, too much
+    // once the operator lowers the limit, so at the restart it no longer compiles.
+    let script = r#"
+local big = string.rep("x", 300000)
+function on_enqueue(msg) return { fairness_key = "from-hook" } end
+"#;
+    let mut server = TestServer::start();
+    let mut client = Client::connect(server.addr);
+    let created = create(&mut client, "healthy", Some(script), None);
+    assert!(matches!(
+        created,
+        Response::CreateQueueResult {
+            error_code: ErrorCode::Ok,
+            ..
+        }
+    ));
+    enqueue_with(&mut client, "healthy", &[]);
+    let ext = client.stats("healthy").extension.unwrap();
+    assert_eq!((ext.hook_runs, ext.hook_errors), (1, 0));
+    assert!(ext.hook_compile_error.is_empty() && !ext.storage_poisoned);
+    drop(client);
+    assert!(server.terminate().is_some_and(|s| s.success()));
+
+    let options = common::ServerOptions::default()
+        .with_config("[lua]\ndefault_memory_limit_bytes = 100000\n");
+    let mut again = TestServer::start_on(server.data_dir(), options);
+    assert!(again.wait_for_log("recovery"), "{}", again.stderr());
+    let mut client = Client::connect(again.addr);
+    let ext = client.stats("healthy").extension.unwrap();
+    assert!(!ext.hook_compile_error.is_empty(), "{ext:?}");
+    // The queue keeps working without its hook: defaults apply.
+    enqueue_with(&mut client, "healthy", &[]);
+    let stats = client.stats("healthy");
+    let keys: Vec<&str> = stats.per_key_stats.iter().map(|k| &*k.key).collect();
+    assert!(keys.contains(&"default"), "{keys:?}");
+}

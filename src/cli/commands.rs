@@ -289,6 +289,32 @@ pub fn inspect_text(name: &str, stats: &QueueStats) -> String {
             stats.leader_node_id, stats.replication_count
         ));
     }
+    if let Some(ext) = &stats.extension {
+        if ext.hook_runs > 0 || ext.hook_breaker_trips > 0 {
+            text.push_str(&format!(
+                "Hook runs:    {} ({} failed, breaker tripped {} time(s){})\n",
+                ext.hook_runs,
+                ext.hook_errors,
+                ext.hook_breaker_trips,
+                if ext.hook_breaker_open {
+                    ", open now"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !ext.hook_compile_error.is_empty() {
+            text.push_str(&format!(
+                "Warning:      the hooks did not compile at start-up and are bypassed: {}\n",
+                ext.hook_compile_error
+            ));
+        }
+        if ext.storage_poisoned {
+            text.push_str(
+                "Warning:      this queue's shard refuses writes after a storage failure; see the server log and restart it\n",
+            );
+        }
+    }
     text.push('\n');
     if stats.per_key_stats.is_empty() {
         text.push_str("Fairness keys: none\n");
@@ -355,10 +381,17 @@ fn stats_json(name: &str, stats: &QueueStats) -> Value {
             "rate_per_second": t.rate_per_second,
             "burst": t.burst,
         })).collect::<Vec<_>>(),
+        "health": stats.extension.as_ref().map(|e| json!({
+            "storage_poisoned": e.storage_poisoned,
+            "hook_compile_error": (!e.hook_compile_error.is_empty()).then(|| &*e.hook_compile_error),
+            "hook_breaker_open": e.hook_breaker_open,
+            "hook_runs": e.hook_runs,
+            "hook_errors": e.hook_errors,
+            "hook_breaker_trips": e.hook_breaker_trips,
+        })),
     })
 }
 
-/// A hook argument: Lua source, or `@path` to read the source from a file.
 /// `KEY=VALUE` arguments as a header map.
 fn parse_headers(headers: &[String]) -> Result<StringMap, CliError> {
     headers
@@ -440,6 +473,7 @@ fn lua_test(
     }
 }
 
+/// A hook argument: Lua source, or `@path` to read the source from a file.
 fn lua_source(argument: &str) -> Result<String, CliError> {
     match argument.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)

@@ -85,5 +85,5 @@ pub use request::{
 };
 pub use response::{
     ApiKeyInfo, ConfigEntry, EnqueueItemResult, HandshakeOk, KeyStats, LuaTestResult, QueueStats,
-    QueueSummary, Response, ThrottleStats,
+    QueueSummary, Response, StatsExtension, ThrottleStats,
 };

@@ -120,6 +120,36 @@ pub struct QueueStats {
     pub per_key_stats: Vec<KeyStats>,
     /// One entry per throttle key of the broker (`u16` count).
     pub per_throttle_stats: Vec<ThrottleStats>,
+    /// This server's extension, appended after the standard fields; `None` from servers that
+    /// do not send it (and never encoded when `None`, so standard replies stay byte-exact).
+    pub extension: Option<StatsExtension>,
+}
+
+/// Fields this server appends to GetStatsResult (extension policy: trailing fields, ignored by
+/// decoders that do not know them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatsExtension {
+    /// The queue's shard refuses writes after a storage failure (restart needed).
+    pub storage_poisoned: bool,
+    /// The queue's hooks did not compile at recovery (they are bypassed); empty = compiled.
+    pub hook_compile_error: ByteString,
+    /// The queue's circuit breaker is open (hooks bypassed until the cooldown ends).
+    pub hook_breaker_open: bool,
+    /// Hook runs so far on the owning shard.
+    pub hook_runs: u64,
+    /// Failed hook runs so far.
+    pub hook_errors: u64,
+    /// Breaker trips so far.
+    pub hook_breaker_trips: u64,
+}
+
+impl StatsExtension {
+    /// Layout version written first, so the extension can grow.
+    const VERSION: u8 = 1;
+
+    fn encoded_len(&self) -> usize {
+        1 + 1 + string_len(&self.hook_compile_error) + 1 + 8 * 3
+    }
 }
 
 /// One queue in ListQueuesResult (§10.4).
@@ -567,6 +597,10 @@ impl Response {
                         .iter()
                         .map(|throttle| string_len(&throttle.key) + 24)
                         .sum::<usize>()
+                    + stats
+                        .extension
+                        .as_ref()
+                        .map_or(0, StatsExtension::encoded_len)
             }
             Response::ListQueuesResult { queues, .. } => {
                 1 + 4
@@ -810,6 +844,20 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<QueueStats, DecodeError> {
             burst: r.f64("throttle_stats.burst")?,
         })
     })?;
+    // The extension is read only when present and of a version this codec knows; anything else
+    // after the standard fields is ignored, as trailing bytes always are.
+    let extension = if r.remaining() > 0 && r.u8("stats_ext.version")? == StatsExtension::VERSION {
+        Some(StatsExtension {
+            storage_poisoned: r.bool("stats_ext.storage_poisoned")?,
+            hook_compile_error: r.string("stats_ext.hook_compile_error")?,
+            hook_breaker_open: r.bool("stats_ext.hook_breaker_open")?,
+            hook_runs: r.u64("stats_ext.hook_runs")?,
+            hook_errors: r.u64("stats_ext.hook_errors")?,
+            hook_breaker_trips: r.u64("stats_ext.hook_breaker_trips")?,
+        })
+    } else {
+        None
+    };
     Ok(QueueStats {
         error_code,
         depth,
@@ -821,6 +869,7 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<QueueStats, DecodeError> {
         replication_count,
         per_key_stats,
         per_throttle_stats,
+        extension,
     })
 }
 
@@ -850,6 +899,15 @@ fn encode_stats(out: &mut BytesMut, stats: &QueueStats) -> Result<(), EncodeErro
         out.put_f64(throttle.tokens);
         out.put_f64(throttle.rate_per_second);
         out.put_f64(throttle.burst);
+    }
+    if let Some(ext) = &stats.extension {
+        out.put_u8(StatsExtension::VERSION);
+        put_bool(out, ext.storage_poisoned);
+        put_string(out, "stats_ext.hook_compile_error", &ext.hook_compile_error)?;
+        put_bool(out, ext.hook_breaker_open);
+        out.put_u64(ext.hook_runs);
+        out.put_u64(ext.hook_errors);
+        out.put_u64(ext.hook_breaker_trips);
     }
     Ok(())
 }

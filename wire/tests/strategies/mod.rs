@@ -197,6 +197,33 @@ fn queue_stats() -> impl Strategy<Value = QueueStats> {
             ),
             0..3,
         ),
+        proptest::option::of(
+            (
+                any::<bool>(),
+                text(),
+                any::<bool>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+            )
+                .prop_map(
+                    |(
+                        storage_poisoned,
+                        hook_compile_error,
+                        hook_breaker_open,
+                        hook_runs,
+                        hook_errors,
+                        hook_breaker_trips,
+                    )| fila_wire::StatsExtension {
+                        storage_poisoned,
+                        hook_compile_error,
+                        hook_breaker_open,
+                        hook_runs,
+                        hook_errors,
+                        hook_breaker_trips,
+                    },
+                ),
+        ),
     )
         .prop_map(
             |(
@@ -204,6 +231,7 @@ fn queue_stats() -> impl Strategy<Value = QueueStats> {
                 (quantum, leader_node_id, replication_count),
                 per_key_stats,
                 per_throttle_stats,
+                extension,
             )| QueueStats {
                 error_code,
                 depth,
@@ -215,6 +243,7 @@ fn queue_stats() -> impl Strategy<Value = QueueStats> {
                 replication_count,
                 per_key_stats,
                 per_throttle_stats,
+                extension,
             },
         )
 }
