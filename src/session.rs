@@ -745,7 +745,7 @@ impl Session {
 
     async fn enqueue(&mut self, id: u32, messages: Vec<fila_wire::EnqueueMessage>) {
         let count = messages.len();
-        let mut groups: Vec<(usize, Vec<usize>, Vec<fila_shard::EnqueueItem>)> = Vec::new();
+        let mut groups = ByOwner::default();
         for (index, message) in messages.into_iter().enumerate() {
             let shard = self.broker.owner(&message.queue);
             let item = fila_shard::EnqueueItem {
@@ -757,20 +757,9 @@ impl Session {
                     .collect(),
                 payload: message.payload,
             };
-            match groups.iter_mut().find(|(s, _, _)| *s == shard) {
-                Some((_, indexes, items)) => {
-                    indexes.push(index);
-                    items.push(item);
-                }
-                None => groups.push((shard, vec![index], vec![item])),
-            }
+            groups.push(shard, index, item);
         }
-        let mut parts = Vec::with_capacity(groups.len());
-        let mut placement = Vec::with_capacity(groups.len());
-        for (shard, indexes, items) in groups {
-            parts.push(self.broker.submit(shard, Op::Enqueue(items)).await);
-            placement.push(indexes);
-        }
+        let (parts, placement) = groups.submit(&self.broker, Op::Enqueue).await;
         self.answer(id, join_all(parts), move |outcomes| {
             let mut results = vec![
                 EnqueueItemResult {
@@ -914,25 +903,14 @@ impl Session {
         response: impl FnOnce(Vec<ErrorCode>) -> Response + 'static,
     ) {
         let mut results = Vec::new();
-        let mut groups: Vec<(usize, Vec<usize>, Vec<I>)> = Vec::new();
+        let mut groups = ByOwner::default();
         for (index, item) in items.enumerate() {
             results.push(ErrorCode::MessageNotFound);
             let Some(item) = item else { continue };
             let shard = self.broker.owner(item.queue());
-            match groups.iter_mut().find(|(s, _, _)| *s == shard) {
-                Some((_, indexes, items)) => {
-                    indexes.push(index);
-                    items.push(item);
-                }
-                None => groups.push((shard, vec![index], vec![item])),
-            }
+            groups.push(shard, index, item);
         }
-        let mut parts = Vec::with_capacity(groups.len());
-        let mut placement = Vec::with_capacity(groups.len());
-        for (shard, indexes, items) in groups {
-            parts.push(self.broker.submit(shard, op(items)).await);
-            placement.push(indexes);
-        }
+        let (parts, placement) = groups.submit(&self.broker, op).await;
         self.answer(id, join_all(parts), move |outcomes| {
             for (outcome, indexes) in outcomes.into_iter().zip(placement) {
                 let part = codes(outcome);
@@ -947,6 +925,47 @@ impl Session {
             }
             response(results)
         });
+    }
+}
+
+/// The items of one batch request grouped by owning shard, each with its positions in the
+/// request, so the per-item results can be put back in request order.
+struct ByOwner<T> {
+    groups: Vec<(usize, Vec<usize>, Vec<T>)>,
+}
+
+impl<T> Default for ByOwner<T> {
+    fn default() -> Self {
+        ByOwner { groups: Vec::new() }
+    }
+}
+
+impl<T> ByOwner<T> {
+    /// Adds the item at request position `index`, owned by `shard`.
+    fn push(&mut self, shard: usize, index: usize, item: T) {
+        match self.groups.iter_mut().find(|(s, _, _)| *s == shard) {
+            Some((_, indexes, items)) => {
+                indexes.push(index);
+                items.push(item);
+            }
+            None => self.groups.push((shard, vec![index], vec![item])),
+        }
+    }
+
+    /// Submits one operation per owning shard, in order: the pending outcomes and, for each,
+    /// the request positions of its items.
+    async fn submit(
+        self,
+        broker: &Rc<Broker>,
+        op: impl Fn(Vec<T>) -> Op,
+    ) -> (Vec<Pending>, Vec<Vec<usize>>) {
+        let mut parts = Vec::with_capacity(self.groups.len());
+        let mut placement = Vec::with_capacity(self.groups.len());
+        for (shard, indexes, items) in self.groups {
+            parts.push(broker.submit(shard, op(items)).await);
+            placement.push(indexes);
+        }
+        (parts, placement)
     }
 }
 
