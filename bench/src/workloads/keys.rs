@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use crate::cli::{Defaults, Settings};
 use crate::clock;
 use crate::error::Result;
-use crate::report::{Better, format_number};
-use crate::workloads::{BETWEEN_RUNS, KEY_HOOK, Outcome, Series, Tally, lifecycle, progress};
+use crate::report::format_number;
+use crate::workloads::{BETWEEN_RUNS, KEY_HOOK, Outcome, Series, Tally, lifecycle};
 
 /// Defaults of `keys`: those of `lifecycle`.
 pub const DEFAULTS: Defaults = lifecycle::DEFAULTS;
@@ -23,21 +23,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, key_counts: &[usize]) -> Resul
         let mut failures = Tally::default();
         for run in 0..settings.runs {
             let tally = lifecycle::one_run_with(addr, &run_settings, 64, Some(KEY_HOOK))?;
-            let window_s = settings.duration.as_secs_f64();
-            let acked = tally.acked.ok as f64 / window_s;
-            let enqueued = tally.enqueued.ok as f64 / window_s;
-            progress(
-                series.workload(),
-                run,
-                settings.runs,
-                &format!(
-                    "{} msg/s acked, {} msg/s enqueued",
-                    format_number(acked),
-                    format_number(enqueued)
-                ),
-            );
-            series.push("acked msg/s", Better::Higher, acked);
-            series.push("enqueued msg/s", Better::Higher, enqueued);
+            lifecycle::record(&mut series, run, &run_settings, &tally);
             failures.merge(tally.enqueued);
             failures.merge(tally.acked);
             clock::sleep(BETWEEN_RUNS);

@@ -32,6 +32,26 @@ pub struct RunTally {
     pub acked: Tally,
 }
 
+/// Reports one lifecycle run: the progress line and the acked and enqueued rates.
+pub fn record(series: &mut Series, run: usize, settings: &Settings, tally: &RunTally) {
+    let window_s = settings.duration.as_secs_f64();
+    let acked = tally.acked.ok as f64 / window_s;
+    let enqueued = tally.enqueued.ok as f64 / window_s;
+    progress(
+        series.workload(),
+        run,
+        settings.runs,
+        &format!(
+            "{} msg/s acked, {} msg/s enqueued, {:.1} messages per Delivery frame",
+            format_number(acked),
+            format_number(enqueued),
+            tally.acked.messages_per_delivery()
+        ),
+    );
+    series.push("acked msg/s", Better::Higher, acked);
+    series.push("enqueued msg/s", Better::Higher, enqueued);
+}
+
 /// Runs the sweep over `payloads`.
 pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
@@ -40,22 +60,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
         let mut failures = RunTally::default();
         for run in 0..settings.runs {
             let tally = one_run(addr, settings, bytes)?;
-            let window_s = settings.duration.as_secs_f64();
-            let acked = tally.acked.ok as f64 / window_s;
-            let enqueued = tally.enqueued.ok as f64 / window_s;
-            progress(
-                series.workload(),
-                run,
-                settings.runs,
-                &format!(
-                    "{} msg/s acked, {} msg/s enqueued, {:.1} messages per Delivery frame",
-                    format_number(acked),
-                    format_number(enqueued),
-                    tally.acked.messages_per_delivery()
-                ),
-            );
-            series.push("acked msg/s", Better::Higher, acked);
-            series.push("enqueued msg/s", Better::Higher, enqueued);
+            record(&mut series, run, settings, &tally);
             failures.enqueued.merge(tally.enqueued);
             failures.acked.merge(tally.acked);
             clock::sleep(BETWEEN_RUNS);

@@ -5,8 +5,7 @@
 use crate::cli::{Common, Defaults, Settings};
 use crate::clock;
 use crate::error::{BenchError, Result};
-use crate::report::{Better, format_number};
-use crate::workloads::{BETWEEN_RUNS, Outcome, Series, Tally, Target, lifecycle, progress};
+use crate::workloads::{BETWEEN_RUNS, Outcome, Series, Tally, Target, lifecycle};
 
 /// Defaults of `shards`: those of `lifecycle`.
 pub const DEFAULTS: Defaults = lifecycle::DEFAULTS;
@@ -28,21 +27,7 @@ pub fn run(common: &Common, settings: &Settings, shard_counts: &[u32]) -> Result
         let mut failures = Tally::default();
         for run in 0..settings.runs {
             let tally = lifecycle::one_run(target.addr, settings, 64)?;
-            let window_s = settings.duration.as_secs_f64();
-            let acked = tally.acked.ok as f64 / window_s;
-            let enqueued = tally.enqueued.ok as f64 / window_s;
-            progress(
-                series.workload(),
-                run,
-                settings.runs,
-                &format!(
-                    "{} msg/s acked, {} msg/s enqueued",
-                    format_number(acked),
-                    format_number(enqueued)
-                ),
-            );
-            series.push("acked msg/s", Better::Higher, acked);
-            series.push("enqueued msg/s", Better::Higher, enqueued);
+            lifecycle::record(&mut series, run, settings, &tally);
             failures.merge(tally.enqueued);
             failures.merge(tally.acked);
             clock::sleep(BETWEEN_RUNS);
