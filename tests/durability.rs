@@ -37,11 +37,16 @@ fn produce_until_gone(addr: std::net::SocketAddr, queue: String, ids: mpsc::Send
         let (Some(id), Some(id2)) = (client.try_send(&request), client.try_send(&request)) else {
             return;
         };
-        for rid in [id, id2] {
+        // Replies carry their request id and may come in either order (the protocol lets a
+        // server answer pipelined requests as each becomes durable).
+        let mut waiting = vec![id, id2];
+        while !waiting.is_empty() {
             let Some((got, response)) = client.try_recv_frame() else {
                 return;
             };
-            assert_eq!(got, rid);
+            let position = waiting.iter().position(|w| *w == got);
+            assert!(position.is_some(), "reply to unknown request {got}");
+            waiting.retain(|w| *w != got);
             let Response::EnqueueResult { results } = response else {
                 panic!("{response:?}")
             };
