@@ -1,5 +1,5 @@
 //! Start-ups that must be refused with a readable message and a non-zero exit: bad config
-//! files, unknown keys, auth/TLS requests, a data directory in use, a taken port, a shard count
+//! files, unknown keys, auth required without a key, incomplete TLS, a data directory in use, a taken port, a shard count
 //! that differs from the recorded one.
 #![allow(
     clippy::unwrap_used,
@@ -83,26 +83,20 @@ fn missing_config_file_is_refused() {
 }
 
 #[test]
-fn auth_and_tls_requests_are_refused() {
-    let auth = ServerOptions::default().with_config("[auth]\nbootstrap_apikey = \"secret\"\n");
-    check_refused(
-        auth,
-        &[
-            "API-key authentication requested by [auth]",
-            "does not support",
-        ],
-    );
-    let tls = ServerOptions::default()
-        .with_config("[tls]\ncert_file = \"a.pem\"\nkey_file = \"b.pem\"\n");
-    check_refused(tls, &["TLS requested by [tls]", "does not support"]);
-    let env = ServerOptions {
-        env: vec![("FILA_BOOTSTRAP_APIKEY".to_owned(), "secret".to_owned())],
+fn required_auth_without_a_bootstrap_key_is_refused() {
+    let flag = ServerOptions {
+        args: vec!["--require-auth".to_owned()],
         ..ServerOptions::default()
     };
-    check_refused(
-        env,
-        &["requested by FILA_BOOTSTRAP_APIKEY", "does not support"],
-    );
+    check_refused(flag, &["required by --require-auth", "FILA_BOOTSTRAP_APIKEY"]);
+    let file = ServerOptions::default().with_config("[auth]\nrequired = true\n");
+    check_refused(file, &["(required = true)", "no bootstrap API key"]);
+}
+
+#[test]
+fn incomplete_tls_section_is_refused() {
+    let tls = ServerOptions::default().with_config("[tls]\ncert_file = \"a.pem\"\n");
+    check_refused(tls, &["[tls] in", "has no key_file"]);
 }
 
 #[test]

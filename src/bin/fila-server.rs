@@ -34,6 +34,9 @@ struct Args {
     /// Do not pin shards to CPUs (for tests and shared machines).
     #[arg(long, overrides_with = "pin_cores")]
     no_pin_cores: bool,
+    /// Refuse to start unless a bootstrap API key is configured (auth on).
+    #[arg(long)]
+    require_auth: bool,
 }
 
 impl Args {
@@ -49,6 +52,7 @@ impl Args {
             data_dir: self.data_dir.clone(),
             shards: self.shards,
             pin_cores,
+            require_auth: self.require_auth,
         }
     }
 }

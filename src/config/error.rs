@@ -92,15 +92,21 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// Auth or TLS was asked for; this server cannot provide it yet and never runs open instead.
+    /// Auth was required but no bootstrap key was given.
     #[error(
-        "{what} requested by {origin}, but this fila-server does not support {what} yet; \
-         refusing to start rather than run without it (remove {origin} to run without {what})"
+        "authentication is required by {by}, but no bootstrap API key is configured; \
+         set [auth] bootstrap_apikey in fila.toml or FILA_BOOTSTRAP_APIKEY"
     )]
-    Unsupported {
-        /// "API-key authentication" or "TLS".
-        what: &'static str,
-        /// Where it was asked for (`[auth] in /etc/fila/fila.toml`, `FILA_BOOTSTRAP_APIKEY`).
+    AuthRequired {
+        /// `--require-auth` or `[auth] in <file> (required = true)`.
+        by: String,
+    },
+    /// `[tls]` without a certificate or key.
+    #[error("{origin} has no {missing}: TLS needs both cert_file and key_file (PEM paths)")]
+    TlsIncomplete {
+        /// `[tls] in <file>`.
         origin: String,
+        /// The missing key.
+        missing: &'static str,
     },
 }

@@ -20,7 +20,7 @@ pub use sections::{
 
 /// Environment variable: data directory.
 pub const ENV_DATA_DIR: &str = "FILA_DATA_DIR";
-/// Environment variable: superadmin API key (enables auth, refused until auth is supported).
+/// Environment variable: the bootstrap superadmin API key (enables auth; wins over the file).
 pub const ENV_BOOTSTRAP_APIKEY: &str = "FILA_BOOTSTRAP_APIKEY";
 /// Environment variable: listen address (overrides `server.listen_addr`).
 pub const ENV_LISTEN_ADDR: &str = "FILA_LISTEN_ADDR";
@@ -52,10 +52,49 @@ pub struct Flags {
     pub shards: Option<u64>,
     /// `--pin-cores` / `--no-pin-cores`.
     pub pin_cores: Option<bool>,
+    /// `--require-auth`: refuse to start without a bootstrap API key.
+    pub require_auth: bool,
 }
 
-/// The effective configuration after precedence. Auth and TLS are absent on purpose: a request
-/// for either is refused by [`Config::load`] until they are supported.
+/// API-key authentication, after precedence (`FILA_BOOTSTRAP_APIKEY` > `[auth]`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The bootstrap superadmin key; `None` = authentication off.
+    pub bootstrap_apikey: Option<String>,
+    /// Start only with authentication on (`--require-auth` or `[auth] required = true`).
+    pub required: bool,
+}
+
+impl AuthConfig {
+    /// True when connections must present an API key.
+    pub fn enabled(&self) -> bool {
+        self.bootstrap_apikey.is_some()
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled())
+            .field("required", &self.required)
+            .finish()
+    }
+}
+
+/// TLS on the client port: certificate chain and key, and a CA that makes client certificates
+/// mandatory (mTLS). Paths are read at start and again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Server private key (PEM).
+    pub key_file: PathBuf,
+    /// CA bundle for client certificates (PEM); `Some` = mTLS required.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The effective configuration after precedence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file that was read; `None` = defaults only.
@@ -74,6 +113,10 @@ pub struct Config {
     pub storage: StorageSection,
     /// Keys of an ignored `[cluster]` section (the caller warns about them).
     pub ignored_cluster_keys: Vec<String>,
+    /// API-key authentication.
+    pub auth: AuthConfig,
+    /// TLS; `None` = plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -100,7 +143,8 @@ impl Config {
             }
             None => (None, FileConfig::default()),
         };
-        refuse_unsupported(file.as_deref(), &parsed, env)?;
+        let auth = auth_config(file.as_deref(), &parsed, env, flags)?;
+        let tls = tls_config(file.as_deref(), &parsed)?;
         let mut server = parsed.server;
         apply_env(&mut server, env)?;
         apply_flags(&mut server, flags)?;
@@ -125,6 +169,8 @@ impl Config {
                 .cluster
                 .map(|table| table.keys().cloned().collect())
                 .unwrap_or_default(),
+            auth,
+            tls,
         })
     }
 }
@@ -143,38 +189,56 @@ fn find_file(flag: Option<&Path>, search: &[PathBuf]) -> Result<Option<PathBuf>,
     Ok(search.iter().find(|path| path.is_file()).cloned())
 }
 
-/// Auth and TLS are not supported yet: asking for either stops the start (never run open).
-/// An empty `FILA_BOOTSTRAP_APIKEY` counts as unset (it could not be a key).
-fn refuse_unsupported(
+/// `FILA_BOOTSTRAP_APIKEY` wins over `[auth] bootstrap_apikey`; an empty value counts as unset
+/// (it could not be a key). Asked to require auth without a key, the start is refused.
+fn auth_config(
     file: Option<&Path>,
     parsed: &FileConfig,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    let in_file = |section: &str| match file {
+    flags: &Flags,
+) -> Result<AuthConfig, ConfigError> {
+    let section = parsed.auth.clone().unwrap_or_default();
+    let bootstrap_apikey = env(ENV_BOOTSTRAP_APIKEY)
+        .filter(|key| !key.is_empty())
+        .or_else(|| section.bootstrap_apikey.filter(|key| !key.is_empty()));
+    let required = flags.require_auth || section.required;
+    if required && bootstrap_apikey.is_none() {
+        let by = if flags.require_auth {
+            "--require-auth".to_owned()
+        } else {
+            in_file(file, "auth") + " (required = true)"
+        };
+        return Err(ConfigError::AuthRequired { by });
+    }
+    Ok(AuthConfig {
+        bootstrap_apikey,
+        required,
+    })
+}
+
+/// `[tls]` needs both `cert_file` and `key_file`; `ca_file` is optional.
+fn tls_config(file: Option<&Path>, parsed: &FileConfig) -> Result<Option<TlsConfig>, ConfigError> {
+    let Some(section) = &parsed.tls else {
+        return Ok(None);
+    };
+    match (&section.cert_file, &section.key_file) {
+        (Some(cert_file), Some(key_file)) => Ok(Some(TlsConfig {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+            ca_file: section.ca_file.clone(),
+        })),
+        (cert, _) => Err(ConfigError::TlsIncomplete {
+            origin: in_file(file, "tls"),
+            missing: if cert.is_none() { "cert_file" } else { "key_file" },
+        }),
+    }
+}
+
+fn in_file(file: Option<&Path>, section: &str) -> String {
+    match file {
         Some(path) => format!("[{section}] in {}", path.display()),
         None => format!("[{section}]"),
-    };
-    if env(ENV_BOOTSTRAP_APIKEY).is_some_and(|key| !key.is_empty()) {
-        let origin = ENV_BOOTSTRAP_APIKEY.to_owned();
-        return Err(ConfigError::Unsupported {
-            what: "API-key authentication",
-            origin,
-        });
     }
-    if parsed.auth.is_some() {
-        let origin = in_file("auth");
-        return Err(ConfigError::Unsupported {
-            what: "API-key authentication",
-            origin,
-        });
-    }
-    if parsed.tls.is_some() {
-        return Err(ConfigError::Unsupported {
-            what: "TLS",
-            origin: in_file("tls"),
-        });
-    }
-    Ok(())
 }
 
 /// `FILA_LISTEN_ADDR` and `FILA_SHARDS` override the file (empty = unset).

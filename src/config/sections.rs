@@ -28,10 +28,10 @@ pub struct FileConfig {
     /// `[storage]`: durability and cache.
     #[serde(default)]
     pub storage: StorageSection,
-    /// `[tls]`: present = TLS requested (not supported yet: refused at start).
+    /// `[tls]`: present = TLS on the client port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSection>,
-    /// `[auth]`: present = API-key auth requested (not supported yet: refused at start).
+    /// `[auth]`: API-key authentication (on when a bootstrap key is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSection>,
     /// `[cluster]`: any keys, accepted and ignored with a warning.
@@ -230,9 +230,11 @@ pub struct TlsSection {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
-    /// A superadmin API key created at start.
+    /// The bootstrap superadmin API key (never stored; `FILA_BOOTSTRAP_APIKEY` wins).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_apikey: Option<String>,
+    /// Refuse to start without a bootstrap key (like `fila-server --require-auth`).
+    pub required: bool,
 }
 
 /// A listen address: `IP:PORT`, or `HOST:PORT` resolved once at load (IPv4 preferred).

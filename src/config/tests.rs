@@ -1,4 +1,4 @@
-//! Unit tests of precedence, file lookup and the auth/TLS refusal.
+//! Unit tests of precedence, file lookup, and the auth and TLS settings.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -132,34 +132,82 @@ fn missing_config_flag_is_an_error() {
 }
 
 #[test]
-fn auth_and_tls_are_refused() {
-    let cases: [(Option<&'static str>, Env, &str); 3] = [
-        (
-            Some("[auth]\nbootstrap_apikey = \"k\"\n"),
-            &[],
-            "API-key authentication requested by [auth] in",
-        ),
-        (
-            Some("[tls]\ncert_file = \"a\"\n"),
-            &[],
-            "TLS requested by [tls] in",
-        ),
-        (
-            None,
-            &[("FILA_BOOTSTRAP_APIKEY", "secret")],
-            "requested by FILA_BOOTSTRAP_APIKEY",
-        ),
-    ];
-    for (file, env, expected) in cases {
+fn auth_key_comes_from_env_before_file_and_empty_is_unset() {
+    let file = Some("[auth]\nbootstrap_apikey = \"from-file\"\n");
+    let from_file = load(Case {
+        file,
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert_eq!(from_file.auth.bootstrap_apikey.as_deref(), Some("from-file"));
+    let from_env = load(Case {
+        file,
+        env: &[("FILA_BOOTSTRAP_APIKEY", "from-env")],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert_eq!(from_env.auth.bootstrap_apikey.as_deref(), Some("from-env"));
+    let empty = load(Case {
+        file: None,
+        env: &[("FILA_BOOTSTRAP_APIKEY", "")],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert!(!empty.auth.enabled());
+    assert!(!format!("{:?}", from_env.auth).contains("from-env"));
+}
+
+#[test]
+fn required_auth_without_a_key_is_refused() {
+    let flag = load(Case {
+        file: None,
+        env: &[],
+        flags: Flags {
+            require_auth: true,
+            ..Flags::default()
+        },
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(flag.contains("required by --require-auth"), "{flag}");
+    let file = load(Case {
+        file: Some("[auth]\nrequired = true\n"),
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(file.contains("(required = true)"), "{file}");
+    let ok = load(Case {
+        file: Some("[auth]\nrequired = true\n"),
+        env: &[("FILA_BOOTSTRAP_APIKEY", "k")],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    assert!(ok.auth.required && ok.auth.enabled());
+}
+
+#[test]
+fn tls_needs_cert_and_key() {
+    let full = load(Case {
+        file: Some("[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nca_file = \"ca.pem\"\n"),
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap();
+    let tls = full.tls.unwrap();
+    assert_eq!(tls.cert_file, PathBuf::from("c.pem"));
+    assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+    for (text, missing) in [("[tls]\n", "cert_file"), ("[tls]\ncert_file = \"c\"\n", "key_file")] {
         let message = load(Case {
-            file,
-            env,
+            file: Some(text),
+            env: &[],
             flags: Flags::default(),
         })
         .unwrap_err()
         .to_string();
-        assert!(message.contains(expected), "{message}");
-        assert!(message.contains("does not support"), "{message}");
+        assert!(message.contains(&format!("has no {missing}")), "{message}");
     }
 }
 
