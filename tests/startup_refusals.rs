@@ -88,7 +88,10 @@ fn required_auth_without_a_bootstrap_key_is_refused() {
         args: vec!["--require-auth".to_owned()],
         ..ServerOptions::default()
     };
-    check_refused(flag, &["required by --require-auth", "FILA_BOOTSTRAP_APIKEY"]);
+    check_refused(
+        flag,
+        &["required by --require-auth", "FILA_BOOTSTRAP_APIKEY"],
+    );
     let file = ServerOptions::default().with_config("[auth]\nrequired = true\n");
     check_refused(file, &["(required = true)", "no bootstrap API key"]);
 }

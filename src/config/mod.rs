@@ -229,7 +229,11 @@ fn tls_config(file: Option<&Path>, parsed: &FileConfig) -> Result<Option<TlsConf
         })),
         (cert, _) => Err(ConfigError::TlsIncomplete {
             origin: in_file(file, "tls"),
-            missing: if cert.is_none() { "cert_file" } else { "key_file" },
+            missing: if cert.is_none() {
+                "cert_file"
+            } else {
+                "key_file"
+            },
         }),
     }
 }

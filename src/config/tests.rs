@@ -140,7 +140,10 @@ fn auth_key_comes_from_env_before_file_and_empty_is_unset() {
         flags: Flags::default(),
     })
     .unwrap();
-    assert_eq!(from_file.auth.bootstrap_apikey.as_deref(), Some("from-file"));
+    assert_eq!(
+        from_file.auth.bootstrap_apikey.as_deref(),
+        Some("from-file")
+    );
     let from_env = load(Case {
         file,
         env: &[("FILA_BOOTSTRAP_APIKEY", "from-env")],
@@ -199,7 +202,10 @@ fn tls_needs_cert_and_key() {
     let tls = full.tls.unwrap();
     assert_eq!(tls.cert_file, PathBuf::from("c.pem"));
     assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
-    for (text, missing) in [("[tls]\n", "cert_file"), ("[tls]\ncert_file = \"c\"\n", "key_file")] {
+    for (text, missing) in [
+        ("[tls]\n", "cert_file"),
+        ("[tls]\ncert_file = \"c\"\n", "key_file"),
+    ] {
         let message = load(Case {
             file: Some(text),
             env: &[],
