@@ -73,6 +73,7 @@ fn flags_beat_env_beat_file() {
         data_dir: Some(PathBuf::from("/flag")),
         pin_cores: Some(false),
         config: None,
+        require_auth: false,
     };
     let from_flags = load(Case { file, env, flags }).unwrap();
     assert_eq!(from_flags.server.listen_addr.0.port(), 3000);
