@@ -47,6 +47,10 @@ use crate::rt::{self, MeshEndpoint, Notify, clock};
 #[path = "throttle_mesh.rs"]
 mod throttle_mesh;
 
+#[path = "auth_home.rs"]
+mod auth_home;
+pub use auth_home::AuthPending;
+
 const PUMP_BATCH: usize = 256;
 /// The timer task re-checks at least this often even when nothing is armed.
 const TIMER_IDLE_CHECK: Duration = Duration::from_secs(60);
@@ -245,6 +249,20 @@ pub enum ShardMessage {
     Deliver(Vec<Routed>),
     /// A throttle token-lease message (request, grant, return) for this shard.
     Throttle(fila_shard::throttle::TokenMsg),
+    /// A key change for the home shard to validate, persist and broadcast.
+    AuthMutate {
+        /// The change asked for.
+        mutation: crate::auth::AuthMutation,
+        /// Where the result goes.
+        reply: flume::Sender<Result<crate::auth::AuthReply, crate::auth::AuthFailure>>,
+    },
+    /// A persisted key change to apply to this shard's copy of the key store.
+    AuthApply {
+        /// The change.
+        change: fila_shard::auth::AuthChange,
+        /// Signalled once applied.
+        done: flume::Sender<()>,
+    },
 }
 
 /// Why an operation got no outcome.
@@ -358,6 +376,7 @@ pub struct Broker {
     subscriptions: RefCell<Subscriptions>,
     connections: RefCell<HashMap<ConnectionId, Weak<dyn DeliverySink>>>,
     next_connection: Cell<u64>,
+    auth: crate::auth::ShardAuth,
 }
 
 impl std::fmt::Debug for Broker {
@@ -377,6 +396,7 @@ impl Broker {
         durability: Durability,
         lua_limits: LuaLimits,
         mesh: MeshEndpoint<ShardMessage>,
+        auth: crate::auth::ShardAuth,
     ) -> Rc<Broker> {
         let sync = core.storage().sync_handle();
         let shards = mesh.shard_count();
@@ -398,6 +418,7 @@ impl Broker {
             subscriptions: RefCell::new(Subscriptions::default()),
             connections: RefCell::new(HashMap::new()),
             next_connection: Cell::new(1),
+            auth,
         });
         broker.epochs.open.set(1);
         broker
@@ -654,6 +675,18 @@ impl Broker {
                     }
                     ShardMessage::Deliver(routed) => self.deliver_local(routed),
                     ShardMessage::Throttle(msg) => self.receive_throttle(msg),
+                    ShardMessage::AuthMutate { mutation, reply } => {
+                        let broker = Rc::clone(&self);
+                        glommio::spawn_local(async move {
+                            // The requester may be gone (its connection closed).
+                            let _ = reply.send(broker.auth_mutate_here(mutation).await);
+                        })
+                        .detach();
+                    }
+                    ShardMessage::AuthApply { change, done } => {
+                        self.auth.apply(&change);
+                        let _ = done.send(());
+                    }
                 }
             }
         };

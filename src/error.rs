@@ -37,6 +37,9 @@ pub enum ServerError {
         /// What failed, with the path and the cause.
         message: String,
     },
+    /// The API-key store could not be opened or read.
+    #[error("{0}")]
+    Auth(String),
     /// A shard ended while the server was running.
     #[error("shard {shard} stopped unexpectedly; shutting down the server")]
     ShardStopped {

@@ -4,8 +4,10 @@
 //!
 //! Map: `config` (fila.toml, env, flags) → `server` (boot and lifetime) → `rt` (glommio:
 //! executors, mesh, bind, shutdown, preflight) → `listener` (accept loop, connection cap) →
-//! `connection` (the handler seam). `data_dir` owns the on-disk directory and its lock.
+//! `connection` (the handler seam) → `session` (one protocol connection). `auth` holds API keys and
+//! permission checks; `data_dir` owns the on-disk directory and its lock.
 
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -16,8 +16,12 @@ use fila_shard::lua::{LuaHooks, LuaLimits};
 use fila_shard::storage::fjall::{Durability as FjallDurability, FjallOptions, FjallStorage};
 use fila_shard::{Shard, ShardOptions};
 
+use fila_shard::auth::AuthStore;
+use fila_shard::storage::auth_db::AuthDb;
+
+use crate::auth::ShardAuth;
 use crate::broker::Broker;
-use crate::config::{Config, Durability};
+use crate::config::{AuthConfig, Config, Durability};
 use crate::connection::ConnectionLimits;
 use crate::data_dir::{DataDir, ShardCountOrigin};
 use crate::error::ServerError;
@@ -67,6 +71,21 @@ struct ShardSetup {
     storage: StorageSetup,
     events: flume::Sender<Event>,
     metrics: Option<flume::Receiver<crate::telemetry::SnapshotRequest>>,
+    auth: ShardAuthSetup,
+}
+
+/// The key store as loaded at start, for every shard.
+struct AuthSetup {
+    config: AuthConfig,
+    store: AuthStore,
+    db: AuthDb,
+}
+
+/// One shard's part of [`AuthSetup`]: the database only for the home shard.
+struct ShardAuthSetup {
+    config: AuthConfig,
+    store: AuthStore,
+    db: Option<AuthDb>,
 }
 
 /// How a shard opens and runs its storage and core.
@@ -89,11 +108,10 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
             "storage.durability = \"none\": acknowledged messages can be lost if the broker crashes; use this for benchmarks only"
         );
     }
-    // Interim, until enforcement lands in this branch: never run open when asked for security.
-    if config.auth.enabled() || config.tls.is_some() {
+    // Interim, until TLS lands: never run in plaintext when asked for TLS.
+    if config.tls.is_some() {
         return Err(ServerError::Telemetry(
-            "API-key authentication and TLS are not wired into this build yet; refusing to start"
-                .to_owned(),
+            "TLS is not wired into this build yet; refusing to start".to_owned(),
         ));
     }
     let host = HostFacts::read();
@@ -118,6 +136,15 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     rt::probe_port_free(addr)?;
     let (data_dir, origin) = DataDir::open(&config.data_dir, requested, default_shards)?;
     let shards = data_dir.shard_count().get();
+    let auth_dir = data_dir.path().join("auth");
+    let auth_db =
+        AuthDb::open(&auth_dir).map_err(|error| ServerError::Auth(error_chain(&error)))?;
+    let auth_store = AuthStore::from_records(
+        auth_db
+            .load()
+            .map_err(|error| ServerError::Auth(error_chain(&error)))?,
+    );
+    warn_if_open(config);
     if origin == ShardCountOrigin::Recorded {
         tracing::info!(
             shards,
@@ -135,14 +162,19 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     let (metric_shards, metric_requests) = crate::telemetry::channels(&config.telemetry, shards);
     let telemetry = crate::telemetry::start(&config.telemetry, metric_shards)
         .map_err(ServerError::Telemetry)?;
+    let auth = AuthSetup {
+        config: config.auth.clone(),
+        store: auth_store,
+        db: auth_db,
+    };
     start(
         config,
         &data_dir,
         &host,
-        shards,
         &events,
         &shutdown,
         metric_requests,
+        &auth,
     )?;
     drop(events);
 
@@ -171,16 +203,32 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Authentication off on an address other clients can reach: say so, loudly.
+fn warn_if_open(config: &Config) {
+    let addr = config.server.listen_addr.0;
+    if config.auth.enabled() {
+        tracing::info!("API-key authentication is on: every connection must present a key");
+    } else if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "SECURITY WARNING: authentication is OFF and fila-server listens on {addr}, which is \
+             not a loopback address: anyone who can reach it can read, write and delete every \
+             queue. Set [auth] bootstrap_apikey (or FILA_BOOTSTRAP_APIKEY) to require API keys, \
+             and --require-auth to refuse to start without one."
+        );
+    }
+}
+
 /// Starts the executors, and a thread per executor that reports its end.
 fn start(
     config: &Config,
     data_dir: &DataDir,
     host: &HostFacts,
-    shards: usize,
     events: &flume::Sender<Event>,
     shutdown: &ShutdownSignal,
     metric_requests: Vec<Option<flume::Receiver<crate::telemetry::SnapshotRequest>>>,
+    auth: &AuthSetup,
 ) -> Result<(), ServerError> {
+    let shards = data_dir.shard_count().get();
     let mut metric_requests = metric_requests.into_iter();
     let plan = ExecutorPlan {
         shards,
@@ -244,6 +292,11 @@ fn start(
             storage,
             events,
             metrics: metric_requests.next().flatten(),
+            auth: ShardAuthSetup {
+                config: auth.config.clone(),
+                store: auth.store.clone(),
+                db: (shard == crate::auth::HOME_SHARD).then(|| auth.db.clone()),
+            },
         }));
     }
     let threads = rt::start_shards(&plan, |shard| {
@@ -282,8 +335,10 @@ async fn shard_main(setup: ShardSetup) {
         storage,
         events,
         metrics,
+        auth,
     } = setup;
-    let broker = match open_broker(shard, storage, mesh) {
+    let auth = ShardAuth::new(&auth.config, auth.store, auth.db);
+    let broker = match open_broker(shard, storage, mesh, auth) {
         Ok(broker) => broker,
         Err(error) => {
             let _ = events.send(Event::StorageFailed { shard, error });
@@ -331,6 +386,7 @@ fn open_broker(
     shard: usize,
     setup: StorageSetup,
     mesh: MeshEndpoint<ShardMessage>,
+    auth: ShardAuth,
 ) -> Result<Rc<Broker>, String> {
     let storage = FjallStorage::open(&setup.dir, setup.fjall).map_err(|error| {
         format!(
@@ -354,7 +410,14 @@ fn open_broker(
         tracing::warn!(shard, "recovery: {warning}");
     }
     tracing::debug!(shard, ?report, "shard recovered");
-    Ok(Broker::new(shard, core, setup.durability, setup.lua, mesh))
+    Ok(Broker::new(
+        shard,
+        core,
+        setup.durability,
+        setup.lua,
+        mesh,
+        auth,
+    ))
 }
 
 /// `error` and its sources, joined with ": ".

@@ -34,8 +34,12 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use fila_shard::FailureDecision;
 use fila_shard::lua::{DryRunMessage, DryRunOutcome, HookKind};
 
+use fila_shard::auth::{Caller, GRANTS_MAX, Grant, TEXT_BYTES_MAX};
+use fila_wire::{ApiKeyInfo, Permission};
+
+use crate::auth::{AuthFailure, AuthMutation, AuthReply, ShardAuth};
 use crate::broker::{
-    Broker, DeliverySink, LuaTestFailure, LuaTestOp, Op, Outcome, Pending, RouteError,
+    AuthPending, Broker, DeliverySink, LuaTestFailure, LuaTestOp, Op, Outcome, Pending, RouteError,
 };
 use crate::connection::{Connection, ConnectionHandler, ConnectionLimits};
 use crate::rt::{self, Notify, ShutdownSignal, Stream};
@@ -48,8 +52,6 @@ pub const OUTBOX_BYTES_MAX: usize = 8 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// A Delivery frame is closed once it holds this much (smaller frames reach clients sooner).
 const DELIVERY_FRAME_SOFT_BYTES: usize = 256 * 1024;
-/// Reply to every auth and ACL opcode until the security issue lands.
-const NO_API_KEYS: &str = "API keys are not supported by this server yet";
 
 /// Serves protocol connections of one shard.
 #[derive(Debug)]
@@ -81,13 +83,21 @@ impl ConnectionHandler for ProtocolHandler {
             scratch: vec![0_u8; READ_CHUNK],
         };
         let mut writer = writer;
-        match handshake(&mut input, &mut writer, &self.limits, &shutdown).await {
-            Ok(()) => {}
+        let caller = match handshake(
+            &mut input,
+            &mut writer,
+            &self.limits,
+            &shutdown,
+            self.broker.auth(),
+        )
+        .await
+        {
+            Ok(caller) => caller,
             Err(reason) => {
                 tracing::debug!(shard, %peer, reason, "connection closed during the handshake");
                 return;
             }
-        }
+        };
         let outbox = Rc::new(Outbox::default());
         let sink: Rc<dyn DeliverySink> = outbox.clone();
         let id = self.broker.open_connection(Rc::downgrade(&sink));
@@ -98,6 +108,7 @@ impl ConnectionHandler for ProtocolHandler {
             outbox: Rc::clone(&outbox),
             subscriptions: HashMap::new(),
             credit: self.limits.credit_window,
+            caller,
         };
         let end = session.read_loop(&mut input, &self.limits, &shutdown).await;
         tracing::debug!(shard, %peer, reason = end.reason(), "connection ended");
@@ -170,13 +181,15 @@ impl Input {
     }
 }
 
-/// Runs the handshake (§7.1): `Ok` once HandshakeOk is written.
+/// Runs the handshake (§7.1): `Ok` with the caller (`None` when authentication is off) once
+/// HandshakeOk is written.
 async fn handshake(
     input: &mut Input,
     writer: &mut WriteHalf<Stream>,
     limits: &ConnectionLimits,
     shutdown: &ShutdownSignal,
-) -> Result<(), &'static str> {
+    auth: &ShardAuth,
+) -> Result<Option<Caller>, &'static str> {
     let frame = match rt::within(
         limits.handshake_timeout,
         input.next_frame(limits.handshake_timeout, shutdown),
@@ -226,6 +239,19 @@ async fn handshake(
         let _ = writer.write_all(&out).await;
         return Err("unsupported version");
     }
+    let caller = match auth.authenticate(hello.api_key.as_deref(), rt::clock::now().as_millis()) {
+        Ok(caller) => caller,
+        Err(refused) => {
+            encode_reply(
+                &mut out,
+                0,
+                &error(ErrorCode::Unauthorized, &refused.to_string()),
+            );
+            let _ = writer.write_all(&out).await;
+            let _ = writer.flush().await;
+            return Err("unauthorized");
+        }
+    };
     encode_reply(
         &mut out,
         0,
@@ -236,7 +262,7 @@ async fn handshake(
         }),
     );
     writer.write_all(&out).await.map_err(|_| "write failed")?;
-    Ok(())
+    Ok(caller)
 }
 
 /// How a session ended.
@@ -382,6 +408,14 @@ fn encode_reply(out: &mut BytesMut, request_id: u32, response: &Response) {
     }
 }
 
+/// Ok, or ApiKeyNotFound.
+fn found_code(reply: &AuthReply) -> ErrorCode {
+    match reply {
+        AuthReply::NotFound => ErrorCode::ApiKeyNotFound,
+        AuthReply::Done | AuthReply::Created { .. } => ErrorCode::Ok,
+    }
+}
+
 fn error(code: ErrorCode, message: &str) -> Response {
     Response::Error {
         code,
@@ -427,6 +461,8 @@ struct Session {
     /// Open subscriptions: Consume request id → owning shard.
     subscriptions: HashMap<u32, usize>,
     credit: u32,
+    /// Who authenticated at handshake; `None` = authentication off (nothing is checked).
+    caller: Option<Caller>,
 }
 
 impl Session {
@@ -493,6 +529,13 @@ impl Session {
 
     /// Runs one request; `Some` ends the session.
     async fn dispatch(&mut self, id: u32, request: Request) -> Option<End> {
+        if let Some(caller) = &self.caller
+            && let Err(denied) = self.broker.auth().authorize(caller, &request)
+        {
+            self.outbox
+                .reply(id, &error(ErrorCode::Forbidden, &denied.to_string()));
+            return None;
+        }
         let reply = |response: Response| self.outbox.reply(id, &response);
         match request {
             Request::Handshake(_) => reply(error(
@@ -711,13 +754,159 @@ impl Session {
                     other => unexpected(&other),
                 });
             }
-            Request::CreateApiKey { .. }
-            | Request::RevokeApiKey { .. }
-            | Request::ListApiKeys
-            | Request::SetAcl { .. }
-            | Request::GetAcl { .. } => reply(error(ErrorCode::InternalError, NO_API_KEYS)),
+            Request::CreateApiKey {
+                name,
+                expires_at_ms,
+                is_superadmin,
+            } => {
+                if name.len() > TEXT_BYTES_MAX {
+                    let message = format!("an API key name is limited to {TEXT_BYTES_MAX} bytes");
+                    reply(error(ErrorCode::InvalidConfigValue, &message));
+                    return None;
+                }
+                let mutation = AuthMutation::Create {
+                    name: name.to_string(),
+                    expires_at_ms,
+                    superadmin: is_superadmin,
+                    now_ms: rt::clock::now().as_millis(),
+                };
+                let pending = self.broker.auth_request(mutation).await;
+                self.answer_auth(id, pending, |reply| match reply {
+                    AuthReply::Created {
+                        key_id,
+                        token,
+                        superadmin,
+                    } => Response::CreateApiKeyResult {
+                        error_code: ErrorCode::Ok,
+                        key_id: key_id.into(),
+                        key: token.into(),
+                        is_superadmin: superadmin,
+                    },
+                    AuthReply::Done | AuthReply::NotFound => {
+                        error(ErrorCode::InternalError, "unexpected key-store reply")
+                    }
+                });
+            }
+            Request::RevokeApiKey { key_id } => {
+                let mutation = AuthMutation::Revoke {
+                    key_id: key_id.to_string(),
+                };
+                let pending = self.broker.auth_request(mutation).await;
+                self.answer_auth(id, pending, |reply| Response::RevokeApiKeyResult {
+                    error_code: found_code(&reply),
+                });
+            }
+            Request::ListApiKeys => {
+                let mut keys: Vec<ApiKeyInfo> = self
+                    .broker
+                    .auth()
+                    .list()
+                    .iter()
+                    .map(|key| ApiKeyInfo {
+                        key_id: key.id.as_str().into(),
+                        name: key.name.as_str().into(),
+                        created_at_ms: key.created_at_ms,
+                        expires_at_ms: key.expires_at_ms,
+                        is_superadmin: key.superadmin,
+                    })
+                    .collect();
+                keys.truncate(usize::from(u16::MAX));
+                reply(Response::ListApiKeysResult {
+                    error_code: ErrorCode::Ok,
+                    keys,
+                });
+            }
+            Request::SetAcl {
+                key_id,
+                permissions,
+            } => self.set_acl(id, key_id, &permissions).await,
+            Request::GetAcl { key_id } => {
+                let response = match self.broker.auth().get(&key_id) {
+                    Some(key) => Response::GetAclResult {
+                        error_code: ErrorCode::Ok,
+                        key_id,
+                        is_superadmin: key.superadmin,
+                        permissions: key
+                            .grants
+                            .iter()
+                            .take(usize::from(u16::MAX))
+                            .map(|grant| Permission {
+                                kind: grant.kind.as_str().into(),
+                                pattern: grant.pattern.to_string().into(),
+                            })
+                            .collect(),
+                    },
+                    None => Response::GetAclResult {
+                        error_code: ErrorCode::ApiKeyNotFound,
+                        key_id,
+                        is_superadmin: false,
+                        permissions: Vec::new(),
+                    },
+                };
+                reply(response);
+            }
         }
         None
+    }
+
+    /// SetAcl: every permission is parsed (an unknown kind is InvalidConfigValue, nothing is
+    /// stored), then checked against the caller's admin patterns, then stored.
+    async fn set_acl(&mut self, id: u32, key_id: ByteString, permissions: &[Permission]) {
+        let mut grants = Vec::with_capacity(permissions.len());
+        for permission in permissions {
+            match Grant::parse(&permission.kind, &permission.pattern) {
+                Ok(grant) => grants.push(grant),
+                Err(reason) => {
+                    self.outbox
+                        .reply(id, &error(ErrorCode::InvalidConfigValue, &reason));
+                    return;
+                }
+            }
+        }
+        if grants.len() > GRANTS_MAX {
+            let message = format!("an API key holds at most {GRANTS_MAX} permissions");
+            self.outbox
+                .reply(id, &error(ErrorCode::InvalidConfigValue, &message));
+            return;
+        }
+        if let Some(caller) = &self.caller
+            && let Err(denied) = self
+                .broker
+                .auth()
+                .authorize_set_acl(caller, &key_id, &grants)
+        {
+            self.outbox
+                .reply(id, &error(ErrorCode::Forbidden, &denied.to_string()));
+            return;
+        }
+        let mutation = AuthMutation::SetAcl {
+            key_id: key_id.to_string(),
+            grants,
+        };
+        let pending = self.broker.auth_request(mutation).await;
+        self.answer_auth(id, pending, |reply| Response::SetAclResult {
+            error_code: found_code(&reply),
+        });
+    }
+
+    /// Writes the reply of a key change when every shard has it.
+    fn answer_auth(
+        &self,
+        id: u32,
+        pending: AuthPending,
+        reply: impl FnOnce(AuthReply) -> Response + 'static,
+    ) {
+        self.answer(
+            id,
+            async move { Ok(pending.await) },
+            move |result| match result {
+                Ok(done) => reply(done),
+                Err(failure @ AuthFailure::Storage(_)) => {
+                    error(ErrorCode::StorageError, &failure.to_string())
+                }
+                Err(failure) => error(ErrorCode::InternalError, &failure.to_string()),
+            },
+        );
     }
 
     /// Writes the reply of `pending` when it resolves, without holding up the reader.

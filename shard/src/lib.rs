@@ -7,7 +7,8 @@
 //! (owned requests and replies), [`Shard`] (`shard.rs` with `shard/flow.rs` and
 //! `shard/admin.rs`), `queue.rs` (one queue's indexes), [`drr`] (the scheduler), [`hooks`]
 //! (the script seam) and [`lua`] (its Lua host), [`config`] (runtime config), `message.rs` and `record.rs` (stored
-//! records), [`storage`] (the seam and its key layout), `recovery.rs`.
+//! records), [`storage`] (the seam and its key layout), `recovery.rs`, and [`auth`] (API keys,
+//! ACLs and the authorization table, kept by the server outside the queue storage).
 //!
 //! Memory is bounded by the index, not the payloads: a message in memory is its index entry
 //! (id, pending order, fairness key index, weight, shared throttle keys, attempts, enqueue
@@ -17,6 +18,7 @@
 //! Recovery reads index records only. See `storage::keys` for the layout.
 #![warn(missing_docs)]
 
+pub mod auth;
 mod cache;
 pub mod command;
 pub mod config;

@@ -47,6 +47,24 @@ impl Client {
         client
     }
 
+    /// Connects and handshakes with `api_key`: the client, or the handshake's reply when it
+    /// is not HandshakeOk (the server then closes the connection).
+    pub fn connect_with_key(
+        addr: SocketAddr,
+        api_key: Option<&str>,
+    ) -> Result<Client, Box<Response>> {
+        let mut client = Client::connect_raw(addr);
+        let hello = Request::Handshake(Handshake {
+            protocol_version: 1,
+            api_key: api_key.map(Into::into),
+        });
+        client.send_with_id(0, &hello);
+        match client.reply_to(0) {
+            Response::HandshakeOk(_) => Ok(client),
+            other => Err(Box::new(other)),
+        }
+    }
+
     /// Connects without a handshake.
     pub fn connect_raw(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();

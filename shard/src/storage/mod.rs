@@ -11,6 +11,7 @@
 //! - After a failed `apply` an implementation may poison itself and refuse further writes
 //!   ([`StorageError::Poisoned`]); the shard surfaces that to clients as `StorageError`.
 
+pub mod auth_db;
 pub mod fjall;
 pub mod keys;
 pub mod memory;
