@@ -32,6 +32,10 @@ bench-wire:
 bench-shard:
     cargo bench -p fila-shard --bench shard
 
+# Authentication cost: handshake (SHA-256 + lookup among 10k keys) and per-request ACL checks.
+bench-auth:
+    cargo bench --bench auth
+
 # Storage benchmarks on fjall (durability modes, group commit, tombstones).
 bench-storage:
     cargo bench -p fila-shard --bench storage
