@@ -5,6 +5,8 @@
 use std::pin::Pin;
 use std::rc::Rc;
 
+use fila_shard::auth::AuthChange;
+
 use crate::auth::{AuthFailure, AuthMutation, AuthReply, HOME_SHARD, ShardAuth};
 
 use super::{Broker, ShardMessage};
@@ -46,6 +48,7 @@ impl Broker {
         let Some(change) = change else {
             return Ok(reply);
         };
+        audit(&change);
         let mut acks = Vec::with_capacity(self.shards.saturating_sub(1));
         for shard in (0..self.shards).filter(|&shard| shard != self.index) {
             let (done, ack) = flume::bounded(1);
@@ -62,5 +65,27 @@ impl Broker {
             ack.recv_async().await.map_err(|_| AuthFailure::Stopped)?;
         }
         Ok(reply)
+    }
+}
+
+/// One log line per persisted key change (never the token or its digest).
+fn audit(change: &AuthChange) {
+    match change {
+        AuthChange::Put(record) => {
+            let grants: Vec<String> = record
+                .grants
+                .iter()
+                .map(|grant| format!("{}:{}", grant.kind.as_str(), grant.pattern))
+                .collect();
+            tracing::info!(
+                key_id = %record.id,
+                name = %record.name,
+                superadmin = record.superadmin,
+                expires_at_ms = record.expires_at_ms,
+                permissions = %grants.join(" "),
+                "API key stored"
+            );
+        }
+        AuthChange::Remove(id) => tracing::info!(key_id = %id, "API key revoked"),
     }
 }
