@@ -655,3 +655,21 @@ fn hostile_handshakes_do_not_disturb_authorized_clients() {
     assert!(failed > 0);
     assert_eq!(admin.stats("storm").depth, 500);
 }
+
+#[test]
+fn open_server_on_a_public_address_warns_and_a_secured_one_does_not() {
+    let mut open = TestServer::start_with(ServerOptions {
+        listen: "0.0.0.0:0".to_owned(),
+        ..ServerOptions::default()
+    });
+    assert!(open.wait_for_log("SECURITY WARNING: authentication is OFF"));
+    let mut secured = TestServer::start_with(ServerOptions {
+        listen: "0.0.0.0:0".to_owned(),
+        env: vec![("FILA_BOOTSTRAP_APIKEY".to_owned(), BOOT.to_owned())],
+        ..ServerOptions::default()
+    });
+    assert!(secured.wait_for_log("API-key authentication is on"));
+    assert!(!secured.stderr().contains("SECURITY WARNING"));
+    let loopback = TestServer::start();
+    assert!(!loopback.stderr().contains("SECURITY WARNING"));
+}
