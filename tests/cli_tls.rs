@@ -1,5 +1,6 @@
 //! The `fila` CLI over TLS: the real binary against a small rustls server in a test thread that
-//! speaks just enough protocol v1 (HandshakeOk, an empty ListQueues, one Enqueue result).
+//! speaks just enough protocol v1 (HandshakeOk, an empty ListQueues, one Enqueue result, one
+//! Consume with a Delivery, Ack).
 //! Certificates are made here with rcgen: a CA, a server certificate for `localhost` and
 //! `127.0.0.1`, a client certificate, and an unrelated CA for the verify-failure case.
 #![allow(
@@ -16,7 +17,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use fila_wire::{EnqueueItemResult, ErrorCode, FrameDecoder, HandshakeOk, Request, Response};
+use fila_wire::{
+    DeliveryMessage, EnqueueItemResult, ErrorCode, FrameDecoder, HandshakeOk, Request, Response,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -144,7 +147,8 @@ fn serve(stream: &mut impl ReadWrite, mode: ServerMode) -> std::io::Result<()> {
         };
         let request =
             Request::decode(frame.opcode, frame.payload).map_err(std::io::Error::other)?;
-        let (id, reply) = match request {
+        let id = frame.request_id;
+        let replies = match request {
             Request::Handshake(hello) => {
                 let sent = hello.api_key.as_deref().map(str::to_owned);
                 let reply = match mode.api_key {
@@ -157,33 +161,67 @@ fn serve(stream: &mut impl ReadWrite, mode: ServerMode) -> std::io::Result<()> {
                         max_frame_size: 16 * 1024 * 1024,
                     }),
                 };
-                (0, reply)
+                vec![(0, reply)]
             }
-            Request::ListQueues => (
-                frame.request_id,
+            Request::ListQueues => vec![(
+                id,
                 Response::ListQueuesResult {
                     error_code: ErrorCode::Ok,
                     cluster_node_count: 0,
                     queues: vec![],
                 },
-            ),
-            Request::Enqueue { .. } => (
-                frame.request_id,
+            )],
+            Request::Enqueue { .. } => vec![(
+                id,
                 Response::EnqueueResult {
                     results: vec![EnqueueItemResult {
                         error_code: ErrorCode::Ok,
                         message_id: "0190a0b0-0000-7000-8000-000000000001".into(),
                     }],
                 },
-            ),
-            _ => (
-                frame.request_id,
+            )],
+            Request::Consume { queue } => vec![
+                (
+                    id,
+                    Response::ConsumeOk {
+                        consumer_id: "c1".into(),
+                    },
+                ),
+                (
+                    id,
+                    Response::Delivery {
+                        messages: vec![DeliveryMessage {
+                            message_id: "m1".into(),
+                            queue,
+                            headers: Default::default(),
+                            payload: bytes::Bytes::from_static(b"over tls"),
+                            fairness_key: "default".into(),
+                            weight: 1,
+                            throttle_keys: vec![],
+                            attempt_count: 1,
+                            enqueued_at: 1,
+                            leased_at: 2,
+                        }],
+                    },
+                ),
+            ],
+            Request::Ack { items } => vec![(
+                id,
+                Response::AckResult {
+                    results: items.iter().map(|_| ErrorCode::Ok).collect(),
+                },
+            )],
+            Request::CancelConsume => vec![],
+            _ => vec![(
+                id,
                 Response::error(ErrorCode::InvalidFrame, "not in this test"),
-            ),
+            )],
         };
-        let mut out = BytesMut::new();
-        reply.encode(id, &mut out).unwrap();
-        stream.write_all(&out)?;
+        for (id, reply) in replies {
+            let mut out = BytesMut::new();
+            reply.encode(id, &mut out).unwrap();
+            stream.write_all(&out)?;
+        }
         stream.flush()?;
     }
 }

@@ -272,8 +272,9 @@ impl Connection {
                         addr: self.addr.clone(),
                     });
                 }
-                // A TLS peer that closed the socket without close_notify.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof && e.get_ref().is_none() => {
+                // A TLS peer that closed the socket without close_notify (plain sockets never
+                // report UnexpectedEof on read).
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
                     return Err(CliError::Closed {
                         addr: self.addr.clone(),
                     });
