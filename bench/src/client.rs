@@ -144,6 +144,7 @@ impl Connection {
             },
             reader: Reader {
                 stream: read_half,
+                peer: addr,
                 tls,
                 input: BytesMut::new(),
                 scratch: vec![0; READ_CHUNK_BYTES],
@@ -337,6 +338,8 @@ impl Writer {
 /// The receiving half: buffers socket bytes and decodes one frame at a time.
 pub struct Reader {
     stream: TcpStream,
+    /// The server address, for TLS error messages.
+    peer: SocketAddr,
     /// The TLS session shared with the writer; `None` is plaintext.
     tls: Option<SharedTls>,
     input: BytesMut,
@@ -403,7 +406,7 @@ impl Reader {
                 let bytes = self.scratch.get(..n).unwrap_or_default();
                 match &self.tls {
                     None => self.input.extend_from_slice(bytes),
-                    Some(tls) => decrypt(tls, bytes, &mut self.input, doing)?,
+                    Some(tls) => decrypt(tls, bytes, &mut self.input, self.peer, doing)?,
                 }
                 Ok(true)
             }
@@ -425,6 +428,7 @@ fn decrypt(
     tls: &SharedTls,
     mut raw: &[u8],
     input: &mut BytesMut,
+    peer: SocketAddr,
     doing: &'static str,
 ) -> Result<()> {
     let mut session = tls.lock().map_err(|_| poisoned(doing))?;
@@ -433,7 +437,7 @@ fn decrypt(
             .read_tls(&mut raw)
             .map_err(|source| BenchError::Io { doing, source })?;
         let state = session.process_new_packets().map_err(|e| BenchError::Tls {
-            addr: "the server".to_owned(),
+            addr: peer.to_string(),
             reason: tls::rustls_reason(&e),
         })?;
         let available = state.plaintext_bytes_to_read();
