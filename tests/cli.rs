@@ -572,40 +572,82 @@ fn read_commands_speak_json() {
 // auth
 
 #[test]
-fn auth_commands_print_the_servers_error_plainly() {
-    let server = TestServer::start();
-    let expected = "Error: API keys are not supported by this server yet";
-    for args in [
-        &["auth", "create", "--name", "ci"][..],
-        &[
-            "auth",
-            "create",
-            "--name",
-            "root",
-            "--superadmin",
-            "--expires-at",
-            "1900000000000",
-        ],
-        &["auth", "revoke", "0190a0b0-0000-4000-8000-000000000000"],
-        &["auth", "list"],
-        &["--output", "json", "auth", "list"],
-        &[
+fn bad_permissions_are_refused_before_connecting() {
+    // Nothing listens at this address: each refusal below comes before any connection.
+    let addr = dead_addr();
+    for (perm, expected) in [
+        (
+            "produce",
+            "Error: permission \"produce\" is not KIND:PATTERN (e.g. produce:orders, consume:orders.*, admin:*)",
+        ),
+        (
+            "write:orders",
+            "Error: unknown permission kind \"write\" in \"write:orders\": the kinds are produce, consume and admin",
+        ),
+        (
+            "consume:",
+            "Error: invalid pattern \"\" in \"consume:\": it is empty; a pattern is *, a queue name, or PREFIX.*",
+        ),
+        (
+            "admin:or*ders",
+            "Error: invalid pattern \"or*ders\" in \"admin:or*ders\": * may only be the whole pattern or follow the last \".\"; a pattern is *, a queue name, or PREFIX.*",
+        ),
+    ] {
+        let args = [
             "auth",
             "acl",
             "set",
-            "some-id",
+            "k",
             "--perm",
             "produce:orders",
             "--perm",
-            "admin:*",
-        ],
-        &["auth", "acl", "get", "some-id"],
-    ] {
-        assert_eq!(fails(&server, args), expected, "fila {args:?}");
+            perm,
+        ];
+        let out = run_at(&addr, &args, None);
+        assert_eq!(assert_error(&out, &args), expected, "{perm}");
     }
+}
+
+#[test]
+fn auth_commands_print_a_servers_refusal_plainly() {
+    use fila_wire::{ErrorCode, Response};
+    // A server without API-key support answers auth opcodes with InternalError and a text.
+    let out = scripted(
+        &["auth", "list"],
+        Response::error(
+            ErrorCode::InternalError,
+            "API keys are not supported by this server yet",
+        ),
+    );
     assert_eq!(
-        fails(&server, &["auth", "acl", "set", "id", "--perm", "produce"]),
-        "Error: permission \"produce\" is not KIND:PATTERN (e.g. produce:orders, consume:orders.*, admin:*)"
+        assert_error(&out, &["auth", "list"]),
+        "Error: API keys are not supported by this server yet"
+    );
+    // Forbidden: the server's explanation as is.
+    let out = scripted(
+        &["auth", "create", "--name", "x", "--superadmin"],
+        Response::error(
+            ErrorCode::Forbidden,
+            "only a superadmin may create a superadmin key",
+        ),
+    );
+    assert_eq!(
+        assert_error(&out, &["auth", "create"]),
+        "Error: only a superadmin may create a superadmin key"
+    );
+    // A key id the server does not know.
+    let out = scripted(
+        &["auth", "acl", "get", "nope"],
+        Response::GetAclResult {
+            error_code: ErrorCode::ApiKeyNotFound,
+            key_id: "nope".into(),
+            is_superadmin: false,
+            permissions: vec![],
+        },
+    );
+    assert_eq!(
+        assert_error(&out, &["auth", "acl", "get"]),
+        "Error: no API key has id \"nope\""
     );
 }
 
@@ -634,29 +676,7 @@ fn an_unreachable_server_is_a_sentence_naming_the_address() {
     }
 }
 
-#[test]
-fn tls_flags_are_refused_without_falling_back_to_plaintext() {
-    let server = TestServer::start();
-    let expected = "Error: TLS is not supported yet (the server has no TLS listener); drop --tls, --tls-ca-cert, --tls-cert and --tls-key to connect in plaintext";
-    for args in [
-        &["--tls", "queue", "list"][..],
-        &["--tls-ca-cert", "/tmp/ca.pem", "queue", "list"],
-        &[
-            "queue",
-            "list",
-            "--tls-cert",
-            "/tmp/c.pem",
-            "--tls-key",
-            "/tmp/k.pem",
-        ],
-    ] {
-        assert_eq!(fails(&server, args), expected, "fila {args:?}");
-    }
-    // --tls-cert needs --tls-key: a usage error from the parser, not a connection.
-    let out = run(&server, &["--tls-cert", "/tmp/c.pem", "queue", "list"]);
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("--tls-key"), "{}", out.stderr);
-}
+// TLS: tests/cli_tls.rs.
 
 #[test]
 fn addr_accepts_a_url_prefix_and_api_key_is_sent_in_the_handshake() {
@@ -738,8 +758,22 @@ fn auth_output_once_the_server_supports_keys() {
     assert_eq!(
         out.stdout,
         format!(
-            "Created API key \"ci\"\nKey ID:     {id}\nToken:      0123456789abcdef0123456789abcdef\nSuperadmin: yes\nThe token is shown only once; store it now.\n"
+            "Created API key \"ci\"\nKey ID:     {id}\nToken:      0123456789abcdef0123456789abcdef\nSuperadmin: yes\nThe token is shown only now and cannot be retrieved later; store it somewhere safe.\n"
         )
+    );
+    let out = scripted(
+        &["--output", "json", "auth", "create", "--name", "ci"],
+        Response::CreateApiKeyResult {
+            error_code: ErrorCode::Ok,
+            key_id: id.into(),
+            key: "tok".into(),
+            is_superadmin: false,
+        },
+    );
+    let value: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"name": "ci", "id": id, "token": "tok", "superadmin": false})
     );
     let out = scripted(
         &["auth", "revoke", id],
@@ -773,6 +807,13 @@ fn auth_output_once_the_server_supports_keys() {
             expires_at_ms: 1_900_000_000_000,
             is_superadmin: false,
         },
+        ApiKeyInfo {
+            key_id: "old".into(),
+            name: "gone".into(),
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: 1_700_086_400_000,
+            is_superadmin: false,
+        },
     ];
     let out = scripted(
         &["auth", "list"],
@@ -784,9 +825,23 @@ fn auth_output_once_the_server_supports_keys() {
     assert_eq!(
         rows(&out.stdout),
         vec![
-            vec!["ID", "NAME", "CREATED_AT_MS", "EXPIRES_AT_MS", "SUPERADMIN"],
-            vec![id, "ci", "1700000000000", "never", "yes"],
-            vec!["k2", "reader", "1700000000001", "1900000000000", "no"],
+            vec!["KEY_ID", "NAME", "CREATED", "EXPIRES", "SUPERADMIN"],
+            vec![id, "ci", "2023-11-14T22:13:20Z", "never", "yes"],
+            vec![
+                "k2",
+                "reader",
+                "2023-11-14T22:13:20Z",
+                "2030-03-17T17:46:40Z",
+                "no"
+            ],
+            vec![
+                "old",
+                "gone",
+                "2023-11-14T22:13:20Z",
+                "2023-11-15T22:13:20Z",
+                "(expired)",
+                "no"
+            ],
         ]
     );
     let out = scripted(
@@ -799,6 +854,8 @@ fn auth_output_once_the_server_supports_keys() {
     let value: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(value[1]["name"], "reader");
     assert_eq!(value[1]["expires_at_ms"], 1_900_000_000_000_u64);
+    assert_eq!(value[1]["expired"], false);
+    assert_eq!(value[2]["expired"], true);
     assert_eq!(value[0]["superadmin"], true);
     let out = scripted(
         &["auth", "list"],
@@ -894,7 +951,7 @@ fn cluster_columns_bare_codes_and_a_rejected_key() {
     let out = run_at(&addr, &["--api-key", "wrong", "queue", "list"], None);
     assert_eq!(
         assert_error(&out, &["queue", "list"]),
-        "Error: the server rejected the API key (missing, unknown or expired); pass a valid one with --api-key"
+        "Error: the server rejected the API key (unknown, revoked or expired); pass a valid one with --api-key KEY"
     );
     // Something that is not a Fila server.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
+use crate::tls::TlsOptions;
 
 /// `fila-bench`: load generator and benchmark suite for the Fila broker.
 #[derive(Debug, Parser)]
@@ -213,6 +214,43 @@ pub struct Common {
     /// Write the Markdown report here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// API key sent in every Handshake. A server the bench starts gets it as its bootstrap
+    /// key (FILA_BOOTSTRAP_APIKEY), so auth is on for the run. Never written to reports.
+    #[arg(long, value_name = "KEY")]
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    /// Connect with TLS, trusting the system's CA certificates (needs --addr: the bench does
+    /// not start a TLS server).
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust only the CA certificate(s) in this PEM file (implies --tls).
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS, with --tls-key (implies --tls).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the server certificate must carry (default: the IP address of --addr, which
+    /// then needs an IP SAN).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+}
+
+impl Common {
+    /// The TLS options when any TLS flag was given.
+    pub fn tls_options(&self) -> Option<TlsOptions> {
+        let wants = self.tls
+            || self.tls_ca_cert.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_server_name.is_some();
+        wants.then(|| TlsOptions {
+            ca_cert: self.tls_ca_cert.clone(),
+            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
+            server_name: self.tls_server_name.clone(),
+        })
+    }
 }
 
 /// A workload's defaults for the flags that differ between workloads.
@@ -268,6 +306,12 @@ impl Common {
             return Err(invalid(format!(
                 "--addr {addr}: the bench only sends traffic to the loopback interface"
             )));
+        }
+        if self.addr.is_none() && self.tls_options().is_some() {
+            return Err(invalid(
+                "--tls needs --addr of a server started with [tls]: the bench starts servers in plaintext only"
+                    .to_owned(),
+            ));
         }
         let connections = self.connections.unwrap_or(defaults.connections);
         let settings = Settings {
@@ -452,5 +496,48 @@ mod tests {
         check_err(&["--connections", "0"]);
         check_err(&["--runs", "0"]);
         check_err(&["--addr", "10.0.0.1:5555"]);
+        check_err(&["--tls"]);
+        check_err(&["--tls-ca-cert", "ca.pem"]);
+    }
+
+    #[test]
+    fn security_flags_parse() {
+        let cli = Cli::parse_from([
+            "fila-bench",
+            "rtt",
+            "--addr",
+            "127.0.0.1:5555",
+            "--api-key",
+            "k",
+            "--tls-ca-cert",
+            "ca.pem",
+            "--tls-server-name",
+            "localhost",
+        ]);
+        let Command::Rtt { common, .. } = cli.command else {
+            panic!("not rtt");
+        };
+        assert_eq!(common.api_key.as_deref(), Some("k"));
+        let options = common.tls_options().unwrap();
+        assert_eq!(options.ca_cert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(options.server_name.as_deref(), Some("localhost"));
+        assert!(
+            common
+                .settings(Defaults {
+                    connections: 1,
+                    window: 1,
+                    batch: 1
+                })
+                .is_ok()
+        );
+        // The key never reaches a report.
+        let json = serde_json::to_string(&common).unwrap();
+        assert!(!json.contains("api_key"), "{json}");
+        // --tls-cert and --tls-key come together.
+        assert!(Cli::try_parse_from(["fila-bench", "rtt", "--tls-cert", "c.pem"]).is_err());
+        let Command::Rtt { common, .. } = Cli::parse_from(["fila-bench", "rtt"]).command else {
+            panic!("not rtt");
+        };
+        assert_eq!(common.tls_options(), None);
     }
 }

@@ -18,6 +18,20 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    /// A TLS flag's file cannot be used, or the TLS client cannot be set up.
+    #[error("TLS set-up: {0}")]
+    TlsSetup(String),
+    /// The TLS handshake or a TLS record failed.
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
+        /// The server address.
+        addr: String,
+        /// What went wrong and what to do about it.
+        reason: String,
+    },
+    /// The server refused the protocol handshake (for example a missing or unknown API key).
+    #[error("the server refused the handshake: {0}")]
+    HandshakeRefused(String),
     /// A socket read or write failed mid-run.
     #[error("connection to the server failed while {doing}: {source}")]
     Io {

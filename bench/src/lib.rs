@@ -1,7 +1,8 @@
 //! `fila-bench`: the load generator and benchmark suite of the Fila broker (binary
 //! `fila-bench`).
 //!
-//! It speaks Fila binary protocol v1 over plain blocking TCP through `fila-wire` and never
+//! It speaks Fila binary protocol v1 over blocking TCP (optionally inside rustls, with an API
+//! key when `--api-key` is given) through `fila-wire` and never
 //! links the server or the shard: it measures the broker from outside, like a client. One
 //! thread per connection (two for a producer: a writer and a reader on a cloned socket) keeps
 //! the load generator simple enough to trust.
@@ -27,7 +28,7 @@
 //!
 //! # Map
 //!
-//! `cli` (flags), `client` (the wire connection), `server` (starting `fila-server`), `clock`
+//! `cli` (flags), `client` (the wire connection, plaintext or TLS), `tls` (the TLS client set-up), `server` (starting `fila-server`), `clock`
 //! (the only clock reads and waits), `schedule` (open-loop send times), `summary` (medians,
 //! percentiles), `shares` (fairness and rate arithmetic), `charts` (SVG), `workloads/*` (the loads), `report` (JSON and Markdown), `compare`,
 //! `machine` (CPU, memory, commit), `error`.
@@ -44,6 +45,7 @@ pub mod schedule;
 pub mod server;
 pub mod shares;
 pub mod summary;
+pub mod tls;
 pub mod workloads;
 
 pub use error::{BenchError, Result};

@@ -34,6 +34,8 @@ pub struct ServerSpec {
     pub shards: u32,
     /// `[storage] durability`: `process`, `fsync` or `none`.
     pub durability: String,
+    /// Turns API-key auth on with this bootstrap key (`FILA_BOOTSTRAP_APIKEY`).
+    pub bootstrap_apikey: Option<String>,
 }
 
 /// A running server; dropping it stops the process and removes its data directory.
@@ -59,7 +61,11 @@ impl ServerProcess {
         let config = dir.path().join("fila.toml");
         let text = format!("[storage]\ndurability = \"{}\"\n", spec.durability);
         std::fs::write(&config, text).map_err(|error| failed(format!("config file: {error}")))?;
-        let mut child = Command::new(&spec.binary)
+        let mut command = Command::new(&spec.binary);
+        if let Some(key) = &spec.bootstrap_apikey {
+            command.env("FILA_BOOTSTRAP_APIKEY", key);
+        }
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")

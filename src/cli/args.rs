@@ -31,16 +31,16 @@ pub struct Global {
         default_value = "localhost:5555"
     )]
     pub addr: String,
-    /// Connect with TLS (not supported by the server yet).
+    /// Connect with TLS, trusting the system's CA certificates (see --tls-ca-cert).
     #[arg(long, global = true)]
     pub tls: bool,
-    /// CA certificate for TLS (not supported by the server yet).
+    /// Trust only the CA certificate(s) in this PEM file (implies --tls).
     #[arg(long, global = true, value_name = "PATH")]
     pub tls_ca_cert: Option<PathBuf>,
-    /// Client certificate for mTLS, with --tls-key (not supported by the server yet).
+    /// Client certificate chain (PEM) for mutual TLS, with --tls-key (implies --tls).
     #[arg(long, global = true, value_name = "PATH", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    /// Client key for mTLS, with --tls-cert (not supported by the server yet).
+    /// Private key (PEM) of --tls-cert (implies --tls).
     #[arg(long, global = true, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// API key sent in the handshake.
@@ -55,6 +55,15 @@ impl Global {
     /// True when any TLS flag was given.
     pub fn wants_tls(&self) -> bool {
         self.tls || self.tls_ca_cert.is_some() || self.tls_cert.is_some() || self.tls_key.is_some()
+    }
+
+    /// The TLS options when any TLS flag was given (`--tls-cert` and `--tls-key` come as a pair:
+    /// clap refuses one without the other).
+    pub fn tls_options(&self) -> Option<crate::cli::tls::TlsOptions> {
+        self.wants_tls().then(|| crate::cli::tls::TlsOptions {
+            ca_cert: self.tls_ca_cert.clone(),
+            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
+        })
     }
 }
 
@@ -267,4 +276,75 @@ pub enum AclCommand {
         /// Key id.
         id: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fila").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn tls_flags_imply_tls_and_pair_cert_with_key() {
+        let cli = parse(&["queue", "list"]).unwrap();
+        assert_eq!(cli.global.tls_options(), None);
+        let cli = parse(&["--tls", "queue", "list"]).unwrap();
+        assert_eq!(
+            cli.global.tls_options(),
+            Some(crate::cli::tls::TlsOptions::default())
+        );
+        let cli = parse(&["queue", "list", "--tls-ca-cert", "ca.pem"]).unwrap();
+        let options = cli.global.tls_options().unwrap();
+        assert_eq!(options.ca_cert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(options.client_cert, None);
+        let cli = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "top"]).unwrap();
+        let options = cli.global.tls_options().unwrap();
+        assert_eq!(
+            options.client_cert,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        for lone in [
+            &["--tls-cert", "c.pem", "queue", "list"][..],
+            &["--tls-key", "k.pem", "queue", "list"],
+        ] {
+            let error = parse(lone).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{lone:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn auth_commands_parse() {
+        let cli = parse(&["auth", "create", "--name", "ci", "--superadmin"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Auth(AuthCommand::Create {
+                expires_at: 0,
+                superadmin: true,
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "auth",
+            "acl",
+            "set",
+            "id",
+            "--perm",
+            "produce:a",
+            "--perm",
+            "admin:*",
+        ])
+        .unwrap();
+        let Command::Auth(AuthCommand::Acl(AclCommand::Set { perms, .. })) = cli.command else {
+            panic!("not acl set");
+        };
+        assert_eq!(perms, ["produce:a", "admin:*"]);
+        // At least one --perm.
+        assert!(parse(&["auth", "acl", "set", "id"]).is_err());
+    }
 }

@@ -1,16 +1,19 @@
-//! `Connection`: one blocking TCP connection to a Fila server, speaking protocol v1 through
-//! `fila-wire`. Handshake on connect (request id 0), then one request at a time; Delivery frames
-//! that arrive while a reply is awaited are kept for [`Connection::next_delivery`].
+//! `Connection`: one blocking TCP connection to a Fila server (plaintext or TLS, see
+//! [`crate::cli::tls`]), speaking protocol v1 through `fila-wire`. TLS handshake first when
+//! asked for, then the protocol Handshake (request id 0), then one request at a time; Delivery
+//! frames that arrive while a reply is awaited are kept for [`Connection::next_delivery`].
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use fila_wire::{DeliveryMessage, ErrorCode, FrameDecoder, Handshake, Request, Response};
 
 use crate::cli::error::CliError;
+use crate::cli::tls::{self, Stream};
 
 /// The port used when `--addr` names only a host.
 pub const DEFAULT_PORT: u16 = 5555;
@@ -27,15 +30,26 @@ pub struct Target {
     pub addr: String,
     /// Token for the Handshake, if any.
     pub api_key: Option<String>,
+    /// The TLS client configuration; `None` connects in plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
     /// A target from the `--addr` text: a leading `http://` or `https://` and a trailing `/`
-    /// are dropped, and a missing port becomes 5555.
+    /// are dropped, and a missing port becomes 5555. Plaintext; see [`Target::with_tls`].
     pub fn new(addr: &str, api_key: Option<String>) -> Target {
         Target {
             addr: normalize_addr(addr),
             api_key,
+            tls: None,
+        }
+    }
+
+    /// The same target over TLS with `config`.
+    pub fn with_tls(self, config: Arc<rustls::ClientConfig>) -> Target {
+        Target {
+            tls: Some(config),
+            ..self
         }
     }
 }
@@ -66,7 +80,7 @@ pub fn normalize_addr(addr: &str) -> String {
 /// A connected, handshaken connection.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     decoder: FrameDecoder,
     next_id: u32,
@@ -76,7 +90,20 @@ pub struct Connection {
 impl Connection {
     /// Connects to `target` and completes the handshake.
     pub fn open(target: &Target) -> Result<Connection, CliError> {
-        let stream = connect(&target.addr)?;
+        let socket = connect(&target.addr)?;
+        let stream = match &target.tls {
+            None => Stream::Plain(socket),
+            Some(config) => {
+                // The handshake waits are bounded like replies.
+                socket
+                    .set_read_timeout(Some(REPLY_LIMIT))
+                    .map_err(|source| CliError::Io {
+                        addr: target.addr.clone(),
+                        source,
+                    })?;
+                tls::connect(Arc::clone(config), &target.addr, socket)?
+            }
+        };
         let mut connection = Connection {
             addr: target.addr.clone(),
             stream,
@@ -92,10 +119,20 @@ impl Connection {
         });
         connection.send_with_id(0, &hello)?;
         // The server answers the handshake with request id 0; the first frame is the answer.
-        let (_, reply) = connection.read_frame()?;
+        let reply = match connection.read_frame() {
+            Ok((_, reply)) => reply,
+            Err(CliError::Closed { addr }) if !connection.stream.is_tls() => {
+                return Err(CliError::sentence(format!(
+                    "the server at {addr} closed the connection during the handshake (if it serves TLS, connect with --tls; if it needs a client certificate, add --tls-cert and --tls-key)"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         match reply {
             Response::HandshakeOk(_) => Ok(connection),
-            Response::Error { code, message, .. } => Err(handshake_error(code, &message)),
+            Response::Error { code, message, .. } => {
+                Err(handshake_error(code, &message, target.api_key.is_some()))
+            }
             other => Err(CliError::Protocol(format!(
                 "{:?} instead of HandshakeOk",
                 other.opcode()
@@ -112,7 +149,10 @@ impl Connection {
     pub fn set_read_limit(&mut self, limit: Option<Duration>) -> Result<(), CliError> {
         // A zero timeout is an error for the socket API; treat it as the smallest wait.
         let limit = limit.map(|d| d.max(Duration::from_millis(1)));
-        self.stream.set_read_timeout(limit).map_err(|e| self.io(e))
+        self.stream
+            .socket()
+            .set_read_timeout(limit)
+            .map_err(|e| self.io(e))
     }
 
     /// Sends `request` with a fresh request id; returns the id.
@@ -188,6 +228,12 @@ impl Connection {
     /// The next frame from the server.
     fn read_frame(&mut self) -> Result<(u32, Response), CliError> {
         loop {
+            if !self.stream.is_tls() && tls::looks_like_tls(&self.buf) {
+                return Err(CliError::sentence(format!(
+                    "the server at {} speaks TLS on that port; connect with --tls (and --tls-ca-cert PATH if its certificate comes from a private CA)",
+                    self.addr
+                )));
+            }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
                     let response = Response::decode(frame.opcode, frame.payload)
@@ -211,6 +257,7 @@ impl Connection {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     let seconds = self
                         .stream
+                        .socket()
                         .read_timeout()
                         .ok()
                         .flatten()
@@ -225,12 +272,23 @@ impl Connection {
                         addr: self.addr.clone(),
                     });
                 }
+                // A TLS peer that closed the socket without close_notify (plain sockets never
+                // report UnexpectedEof on read).
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Err(CliError::Closed {
+                        addr: self.addr.clone(),
+                    });
+                }
                 Err(e) => return Err(self.io(e)),
             }
         }
     }
 
     fn io(&self, source: std::io::Error) -> CliError {
+        if self.stream.is_tls() {
+            // rustls errors (alerts, bad records) travel inside io::Error.
+            return tls::failure(&self.addr, &source, false);
+        }
         CliError::Io {
             addr: self.addr.clone(),
             source,
@@ -238,10 +296,15 @@ impl Connection {
     }
 }
 
-fn handshake_error(code: ErrorCode, message: &str) -> CliError {
-    match code {
-        ErrorCode::Unauthorized => CliError::sentence(
-            "the server rejected the API key (missing, unknown or expired); pass a valid one with --api-key",
+/// The sentence for an Error frame answering the Handshake; `sent_key` tells whether
+/// `--api-key` was given.
+pub fn handshake_error(code: ErrorCode, message: &str, sent_key: bool) -> CliError {
+    match (code, sent_key) {
+        (ErrorCode::Unauthorized, false) => {
+            CliError::sentence("the server requires an API key; pass one with --api-key KEY")
+        }
+        (ErrorCode::Unauthorized, true) => CliError::sentence(
+            "the server rejected the API key (unknown, revoked or expired); pass a valid one with --api-key KEY",
         ),
         _ => CliError::server(code, message),
     }

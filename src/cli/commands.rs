@@ -666,6 +666,12 @@ fn auth(
                     key,
                     is_superadmin,
                 } => {
+                    if output == Output::Json {
+                        return print_json(
+                            out,
+                            &created_key_json(&name, &key_id, &key, is_superadmin),
+                        );
+                    }
                     write!(
                         out,
                         "{}",
@@ -705,10 +711,11 @@ fn auth(
                 }
                 other => return Err(unexpected(&other)),
             };
+            let now_ms = now_unix_ms();
             if output == Output::Json {
-                return print_json(out, &keys_json(&keys));
+                return print_json(out, &keys_json(&keys, now_ms));
             }
-            write!(out, "{}", keys_text(&keys))?;
+            write!(out, "{}", keys_text(&keys, now_ms))?;
             Ok(())
         }
         AuthCommand::Acl(AclCommand::Set { id, .. }) => {
@@ -759,17 +766,52 @@ fn key_error(id: &str, code: ErrorCode) -> CliError {
     }
 }
 
-/// `KIND:PATTERN` → a permission; the kind is checked by the server.
+/// The permission kinds of wire §11.4.
+pub const PERMISSION_KINDS: [&str; 3] = ["produce", "consume", "admin"];
+
+/// `KIND:PATTERN` → a permission, checked here so that a typo never reaches the server: KIND is
+/// one of [`PERMISSION_KINDS`], PATTERN is `*`, an exact queue name, or `<prefix>.*`.
 pub fn parse_permission(text: &str) -> Result<Permission, CliError> {
-    match text.split_once(':') {
-        Some((kind, pattern)) if !kind.is_empty() && !pattern.is_empty() => Ok(Permission {
-            kind: kind.into(),
-            pattern: pattern.into(),
-        }),
-        _ => Err(CliError::Input(format!(
+    let Some((kind, pattern)) = text.split_once(':') else {
+        return Err(CliError::Input(format!(
             "permission \"{text}\" is not KIND:PATTERN (e.g. produce:orders, consume:orders.*, admin:*)"
-        ))),
+        )));
+    };
+    if !PERMISSION_KINDS.contains(&kind) {
+        return Err(CliError::Input(format!(
+            "unknown permission kind \"{kind}\" in \"{text}\": the kinds are produce, consume and admin"
+        )));
     }
+    if let Some(reason) = pattern_problem(pattern) {
+        return Err(CliError::Input(format!(
+            "invalid pattern \"{pattern}\" in \"{text}\": {reason}; a pattern is *, a queue name, or PREFIX.*"
+        )));
+    }
+    Ok(Permission {
+        kind: kind.into(),
+        pattern: pattern.into(),
+    })
+}
+
+/// Why `pattern` is not `*`, an exact name, or `<prefix>.*`; `None` when it is one of them.
+fn pattern_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.is_empty() {
+        return Some("it is empty");
+    }
+    if pattern.trim() != pattern {
+        return Some("it starts or ends with white space");
+    }
+    if pattern == "*" {
+        return None;
+    }
+    let name = pattern.strip_suffix(".*").unwrap_or(pattern);
+    if name.is_empty() {
+        return Some("the prefix before .* is empty");
+    }
+    if name.contains('*') {
+        return Some("* may only be the whole pattern or follow the last \".\"");
+    }
+    None
 }
 
 /// The lines printed once when a key is created.
@@ -779,34 +821,89 @@ pub fn created_key_text(name: &str, key_id: &str, key: &str, superadmin: bool) -
          Key ID:     {key_id}\n\
          Token:      {key}\n\
          Superadmin: {}\n\
-         The token is shown only once; store it now.\n",
+         The token is shown only now and cannot be retrieved later; store it somewhere safe.\n",
         yes_no(superadmin)
     )
 }
 
-/// `auth list` as text.
-pub fn keys_text(keys: &[ApiKeyInfo]) -> String {
+fn created_key_json(name: &str, key_id: &str, key: &str, superadmin: bool) -> Value {
+    json!({ "name": name, "id": key_id, "token": key, "superadmin": superadmin })
+}
+
+/// The current time in Unix milliseconds, to mark expired keys in `auth list`.
+fn now_unix_ms() -> u64 {
+    // The CLI's one wall-clock read: output formatting only, not logic under test.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Unix milliseconds as RFC 3339 UTC to the second: `2026-12-04T05:10:03Z`.
+pub fn utc_text(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    let days = seconds / 86_400;
+    let in_day = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (the
+/// well-known era/day-of-era arithmetic over 400-year cycles).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+fn key_expired(key: &ApiKeyInfo, now_ms: u64) -> bool {
+    key.expires_at_ms != 0 && key.expires_at_ms <= now_ms
+}
+
+/// `auth list` as text; `now_ms` decides which keys are marked expired.
+pub fn keys_text(keys: &[ApiKeyInfo], now_ms: u64) -> String {
     if keys.is_empty() {
         return "No API keys found.\n".to_owned();
     }
-    let mut table = Table::new(&["ID", "NAME", "CREATED_AT_MS", "EXPIRES_AT_MS", "SUPERADMIN"]);
+    let mut table = Table::new(&["KEY_ID", "NAME", "CREATED", "EXPIRES", "SUPERADMIN"]);
     for key in keys {
+        let expires = if key.expires_at_ms == 0 {
+            "never".to_owned()
+        } else if key_expired(key, now_ms) {
+            format!("{} (expired)", utc_text(key.expires_at_ms))
+        } else {
+            utc_text(key.expires_at_ms)
+        };
         table.row(vec![
             key.key_id.to_string(),
             key.name.to_string(),
-            key.created_at_ms.to_string(),
-            if key.expires_at_ms == 0 {
-                "never".to_owned()
-            } else {
-                key.expires_at_ms.to_string()
-            },
+            utc_text(key.created_at_ms),
+            expires,
             yes_no(key.is_superadmin).to_owned(),
         ]);
     }
     table.render()
 }
 
-fn keys_json(keys: &[ApiKeyInfo]) -> Value {
+fn keys_json(keys: &[ApiKeyInfo], now_ms: u64) -> Value {
     Value::Array(
         keys.iter()
             .map(|k| {
@@ -815,6 +912,7 @@ fn keys_json(keys: &[ApiKeyInfo]) -> Value {
                     "name": &*k.name,
                     "created_at_ms": k.created_at_ms,
                     "expires_at_ms": k.expires_at_ms,
+                    "expired": key_expired(k, now_ms),
                     "superadmin": k.is_superadmin,
                 })
             })
@@ -1114,4 +1212,128 @@ fn message_json(message: &DeliveryMessage, settled: Option<&str>) -> Value {
         "payload_encoding": encoding,
         "settled": settled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_parse_kind_and_pattern() {
+        for (text, kind, pattern) in [
+            ("produce:orders", "produce", "orders"),
+            ("consume:orders.*", "consume", "orders.*"),
+            ("admin:*", "admin", "*"),
+            ("produce:a.b.*", "produce", "a.b.*"),
+            ("consume:tenant:eu", "consume", "tenant:eu"),
+            ("produce:orders.dlq", "produce", "orders.dlq"),
+        ] {
+            let permission = parse_permission(text).unwrap();
+            assert_eq!(
+                (&*permission.kind, &*permission.pattern),
+                (kind, pattern),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_permissions_name_the_bad_part() {
+        for (text, needle) in [
+            ("produce", "is not KIND:PATTERN"),
+            ("", "is not KIND:PATTERN"),
+            ("write:orders", "unknown permission kind \"write\""),
+            ("Produce:orders", "unknown permission kind \"Produce\""),
+            (":orders", "unknown permission kind \"\""),
+            ("admin:", "invalid pattern \"\""),
+            ("admin:.*", "the prefix before .* is empty"),
+            ("admin:**", "* may only be"),
+            ("admin:a*", "* may only be"),
+            ("admin:*.orders", "* may only be"),
+            ("admin:a.*.b", "* may only be"),
+            ("admin:a*.*", "* may only be"),
+            ("admin: orders", "white space"),
+        ] {
+            let error = parse_permission(text).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn utc_times_are_rfc3339() {
+        assert_eq!(utc_text(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_text(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_text(4_107_542_399_999), "2100-02-28T23:59:59Z");
+        assert_eq!(utc_text(4_107_542_400_000), "2100-03-01T00:00:00Z");
+    }
+
+    fn key(id: &str, expires_at_ms: u64, superadmin: bool) -> ApiKeyInfo {
+        ApiKeyInfo {
+            key_id: id.into(),
+            name: format!("{id}-name").as_str().into(),
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms,
+            is_superadmin: superadmin,
+        }
+    }
+
+    #[test]
+    fn key_lists_mark_expired_keys() {
+        let now = 1_800_000_000_000;
+        let text = keys_text(
+            &[
+                key("a", 0, true),
+                key("b", now + 1, false),
+                key("c", now, false),
+            ],
+            now,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("KEY_ID"), "{text}");
+        assert!(
+            lines[1].contains("never") && lines[1].ends_with("yes"),
+            "{text}"
+        );
+        assert!(!lines[2].contains("expired"), "{text}");
+        assert!(lines[3].contains("(expired)"), "{text}");
+        assert_eq!(keys_text(&[], now), "No API keys found.\n");
+        let json = keys_json(&[key("c", now, false)], now);
+        assert_eq!(json[0]["expired"], true);
+        assert_eq!(json[0]["expires_at_ms"], now);
+    }
+
+    #[test]
+    fn created_keys_show_the_token_once_with_a_warning() {
+        let text = created_key_text("ci", "id-1", "tok", false);
+        assert_eq!(
+            text,
+            "Created API key \"ci\"\nKey ID:     id-1\nToken:      tok\nSuperadmin: no\nThe token is shown only now and cannot be retrieved later; store it somewhere safe.\n"
+        );
+    }
+
+    #[test]
+    fn acls_print_a_table_or_no_permissions() {
+        let permissions = vec![
+            Permission {
+                kind: "produce".into(),
+                pattern: "orders".into(),
+            },
+            Permission {
+                kind: "admin".into(),
+                pattern: "*".into(),
+            },
+        ];
+        assert_eq!(
+            acl_text("k", true, &permissions),
+            "API key \"k\"\nSuperadmin: yes\nKIND     PATTERN\nproduce  orders\nadmin    *\n"
+        );
+        assert_eq!(
+            acl_text("k", false, &[]),
+            "API key \"k\"\nSuperadmin: no\nNo permissions.\n"
+        );
+        let json = acl_json("k", false, &permissions);
+        assert_eq!(json["permissions"][1]["pattern"], "*");
+    }
 }

@@ -25,11 +25,14 @@ pub enum CliError {
         /// A plain reason, e.g. "connection refused (is fila-server running there?)".
         reason: String,
     },
-    /// A `--tls*` flag was given; neither this client nor the server speaks TLS yet.
-    #[error(
-        "TLS is not supported yet (the server has no TLS listener); drop --tls, --tls-ca-cert, --tls-cert and --tls-key to connect in plaintext"
-    )]
-    TlsNotSupported,
+    /// The TLS handshake or a TLS record failed (certificate, alert, a peer not speaking TLS).
+    #[error("TLS with the server at {addr} failed: {reason}")]
+    Tls {
+        /// The server address.
+        addr: String,
+        /// A plain reason with what to do about it.
+        reason: String,
+    },
     /// Reading from or writing to the server failed.
     #[error("the connection to {addr} failed: {source}")]
     Io {

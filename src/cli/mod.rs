@@ -1,5 +1,6 @@
 //! The `fila` CLI: admin and debugging commands over the wire protocol (`fila-wire` on a
-//! blocking `TcpStream`). `args` is the command line, `client` the connection, `commands` the
+//! blocking `TcpStream`, optionally inside rustls). `args` is the command line, `client` the
+//! connection, `tls` the TLS client set-up and its error sentences, `commands` the
 //! request/output of each command, `table` the aligned tables, `top` the live view, and `error`
 //! the single error type whose sentence is printed as `Error: <sentence>`.
 
@@ -8,6 +9,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod table;
+pub mod tls;
 pub mod top;
 
 use std::io::Write;
@@ -38,10 +40,11 @@ pub fn main() -> ExitCode {
 
 /// Runs a parsed command line, writing the output to stdout.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    if cli.global.wants_tls() {
-        return Err(CliError::TlsNotSupported);
+    let mut target = client::Target::new(&cli.global.addr, cli.global.api_key.clone());
+    if let Some(options) = cli.global.tls_options() {
+        // Certificate files are read (and their problems reported) before any connection.
+        target = target.with_tls(tls::client_config(&options)?);
     }
-    let target = client::Target::new(&cli.global.addr, cli.global.api_key.clone());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     commands::run(cli.command, &target, cli.global.output, &mut out)?;

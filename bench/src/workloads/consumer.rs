@@ -6,7 +6,7 @@
 //!
 //! A consumer stops at its deadline or when `stop` says so; it never waits for a drain.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::time::Instant;
 
 use fila_wire::{AckItem, DeliveryMessage, ErrorCode, Request, Response};
@@ -18,7 +18,7 @@ use crate::workloads::{Tally, Window};
 
 /// Subscribes to `queue` and acks everything delivered until `until` or `stop()`.
 pub fn run(
-    addr: SocketAddr,
+    addr: Endpoint,
     queue: &str,
     until: Instant,
     measure: Window,

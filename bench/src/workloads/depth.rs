@@ -5,7 +5,7 @@
 //! started the server it also reads the server's `VmRSS` after the pre-fill and `VmRSS`/`VmHWM`
 //! at the end from `/proc/PID/status`.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::thread::JoinHandle;
 
 use fila_wire::Request;
@@ -146,12 +146,7 @@ pub fn run(target: &Target, settings: &Settings, depth: usize) -> Result<Outcome
 }
 
 /// Enqueues `depth` messages (rounded up to whole batches) and waits for every reply.
-fn prefill(
-    addr: SocketAddr,
-    settings: &Settings,
-    queues: &[String],
-    depth: usize,
-) -> Result<Tally> {
+fn prefill(addr: Endpoint, settings: &Settings, queues: &[String], depth: usize) -> Result<Tally> {
     let batch = settings.batch.max(1);
     let requests = depth.div_ceil(batch);
     let body = payload(64);

@@ -3,7 +3,7 @@
 //! consumes. Figures per payload size: messages accepted per second and payload MB/s
 //! (10^6 bytes), counted over the window after the warm-up.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 
 use crate::cli::{Defaults, Settings, format_bytes};
 use crate::clock;
@@ -23,7 +23,7 @@ pub const DEFAULTS: Defaults = Defaults {
 };
 
 /// Runs the sweep over `payloads`.
-pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
+pub fn run(addr: Endpoint, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for &bytes in payloads {
         let mut series = Series::new(format!("enqueue {}", format_bytes(bytes)));
@@ -50,13 +50,13 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
     Ok(outcome)
 }
 
-fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<Tally> {
+fn one_run(addr: Endpoint, settings: &Settings, bytes: usize) -> Result<Tally> {
     one_run_with(addr, settings, bytes, None)
 }
 
 /// One run at `bytes` per message on queues with an optional `on_enqueue` hook.
 pub fn one_run_with(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     bytes: usize,
     hook: Option<&str>,

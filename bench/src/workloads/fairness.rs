@@ -6,7 +6,7 @@
 //! deviation of a key's delivered share from `w / Σw` in percentage points, Jain's index of
 //! share/expected, and each key's share.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -46,7 +46,7 @@ fn key_name(i: usize, weight: u32) -> String {
 
 /// Runs `settings.runs` runs with `weights` and `backlog` messages per key.
 pub fn run(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     weights: &[u32],
     backlog: usize,
@@ -144,7 +144,7 @@ fn fill_requests(weights: &[u32], backlog: usize, batch: usize, body: &Bytes) ->
 }
 
 fn one_run(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     weights: &[u32],
     backlog: usize,
@@ -214,7 +214,7 @@ fn one_run(
 }
 
 /// The queue's DRR quantum from GetStats.
-fn queue_quantum(addr: SocketAddr) -> Result<u32> {
+fn queue_quantum(addr: Endpoint) -> Result<u32> {
     let mut connection = Connection::open(addr)?;
     let request = Request::GetStats {
         queue: QUEUE.into(),

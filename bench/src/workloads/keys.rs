@@ -3,7 +3,7 @@
 //! N key values (over all queues together: with 4 queues each queue sees about N/4 keys).
 //! Figures per N: acked and enqueued msg/s, as in `lifecycle`.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 
 use crate::cli::{Defaults, Settings};
 use crate::clock;
@@ -15,7 +15,7 @@ use crate::workloads::{BETWEEN_RUNS, KEY_HOOK, Outcome, Series, Tally, lifecycle
 pub const DEFAULTS: Defaults = lifecycle::DEFAULTS;
 
 /// Runs the sweep over `key_counts` with 64 B messages.
-pub fn run(addr: SocketAddr, settings: &Settings, key_counts: &[usize]) -> Result<Outcome> {
+pub fn run(addr: Endpoint, settings: &Settings, key_counts: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for &keys in key_counts {
         let mut series = Series::new(format!("keys {} (64 B)", count_label(keys)));

@@ -10,7 +10,7 @@
 //! every accepted message scheduled in the window has arrived (or a drain limit passes; what
 //! never arrived is reported, not ignored).
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -78,7 +78,7 @@ struct RunResult {
 
 /// Runs every (payload, rate) pair.
 pub fn run(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     payloads: &[usize],
     rates: &[Rate],
@@ -113,7 +113,7 @@ pub fn run(
     Ok(outcome)
 }
 
-fn measure_max(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<f64> {
+fn measure_max(addr: Endpoint, settings: &Settings, bytes: usize) -> Result<f64> {
     let tally = lifecycle::one_run(addr, settings, bytes)?;
     let max = tally.acked.ok as f64 / settings.duration.as_secs_f64();
     if max <= 0.0 {
@@ -125,7 +125,7 @@ fn measure_max(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<f6
 }
 
 fn sweep_point(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     bytes: usize,
     per_s: f64,
@@ -181,7 +181,7 @@ fn sweep_point(
     })
 }
 
-fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize, per_s: f64) -> Result<RunResult> {
+fn one_run(addr: Endpoint, settings: &Settings, bytes: usize, per_s: f64) -> Result<RunResult> {
     let queues = queue_names(settings.queues);
     create_queues(addr, &queues)?;
     let epoch = Epoch::start();
@@ -243,7 +243,7 @@ fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize, per_s: f64) -> R
 
 /// One consumer: records the latency of first deliveries scheduled inside the window.
 fn consume(
-    addr: SocketAddr,
+    addr: Endpoint,
     queue: &str,
     epoch: Epoch,
     measure: Window,
@@ -297,7 +297,7 @@ struct InWindow {
 }
 
 fn produce(
-    addr: SocketAddr,
+    addr: Endpoint,
     plan: &OpenLoopPlan,
     epoch: Epoch,
     measure: Window,

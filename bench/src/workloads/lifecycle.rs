@@ -3,7 +3,7 @@
 //! per payload size: messages delivered and acked per second (acks the server confirmed inside
 //! the window) and messages enqueued per second over the same window.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::thread::JoinHandle;
 
 use crate::cli::{Defaults, Settings, format_bytes};
@@ -53,7 +53,7 @@ pub fn record(series: &mut Series, run: usize, settings: &Settings, tally: &RunT
 }
 
 /// Runs the sweep over `payloads`.
-pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
+pub fn run(addr: Endpoint, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for &bytes in payloads {
         let mut series = Series::new(format!("lifecycle {}", format_bytes(bytes)));
@@ -78,13 +78,13 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
 }
 
 /// One run at `bytes` per message (also used by `latency` to find the maximum rate).
-pub fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<RunTally> {
+pub fn one_run(addr: Endpoint, settings: &Settings, bytes: usize) -> Result<RunTally> {
     one_run_with(addr, settings, bytes, None)
 }
 
 /// One run at `bytes` per message on queues with an optional `on_enqueue` hook.
 pub fn one_run_with(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     bytes: usize,
     hook: Option<&str>,

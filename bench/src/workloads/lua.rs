@@ -4,7 +4,7 @@
 //! the implied overhead `1e6/with − 1e6/without` in µs per message of server-wide throughput
 //! (with S shards working in parallel, the CPU time per hook call is about S times that).
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 
 use crate::cli::{Defaults, Settings, format_bytes};
 use crate::clock;
@@ -24,7 +24,7 @@ pub fn overhead_us(without_per_s: f64, with_per_s: f64) -> f64 {
 }
 
 /// Runs `settings.runs` pairs (without, with) per payload size.
-pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
+pub fn run(addr: Endpoint, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for &bytes in payloads {
         let mut series = Series::new(format!("lua on_enqueue {}", format_bytes(bytes)));

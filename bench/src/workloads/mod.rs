@@ -19,7 +19,6 @@ pub mod shards;
 pub mod suite;
 pub mod throttle;
 
-use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,11 +26,12 @@ use bytes::Bytes;
 use fila_wire::{ByteString, EnqueueMessage};
 
 use crate::cli::{Common, Settings};
-use crate::client::Connection;
+use crate::client::{Connection, Endpoint, Security};
 use crate::clock;
 use crate::error::{BenchError, Result};
 use crate::report::{Better, Figure};
 use crate::server::{ServerProcess, ServerSpec};
+use crate::tls::TlsClient;
 
 /// Header carrying the fairness-key value (matters once queues have an `on_enqueue` hook).
 pub const KEY_HEADER: &str = "fila-bench-key";
@@ -40,16 +40,25 @@ pub const KEY_HEADER: &str = "fila-bench-key";
 /// one given with `--addr`.
 pub struct Target {
     /// Where to connect.
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
     _server: Option<ServerProcess>,
 }
 
 impl Target {
-    /// Starts a server per `common`, or uses `--addr`.
+    /// Starts a server per `common`, or uses `--addr`; connections carry `--api-key` and use
+    /// TLS when a TLS flag was given (only with `--addr`, see [`Common::settings`]).
     pub fn new(common: &Common) -> Result<Target> {
         if let Some(addr) = common.addr {
+            let tls = common
+                .tls_options()
+                .map(|options| TlsClient::new(&options, addr))
+                .transpose()?;
+            let security = Security {
+                api_key: common.api_key.clone(),
+                tls,
+            };
             return Ok(Target {
-                addr,
+                addr: Endpoint::new(addr, security),
                 _server: None,
             });
         }
@@ -57,15 +66,25 @@ impl Target {
             binary: common.server_bin.clone(),
             shards: common.shards,
             durability: common.durability.as_str().to_owned(),
+            bootstrap_apikey: common.api_key.clone(),
         };
         let server = ServerProcess::start(&spec)?;
         eprintln!(
-            "fila-bench: started {} on {}",
+            "fila-bench: started {} on {}{}",
             spec.binary.display(),
-            server.addr
+            server.addr,
+            if spec.bootstrap_apikey.is_some() {
+                " with API-key auth"
+            } else {
+                ""
+            }
         );
+        let security = Security {
+            api_key: common.api_key.clone(),
+            tls: None,
+        };
         Ok(Target {
-            addr: server.addr,
+            addr: Endpoint::new(server.addr, security),
             _server: Some(server),
         })
     }
@@ -226,12 +245,12 @@ pub fn queue_names(queues: usize) -> Vec<String> {
 }
 
 /// Creates the queues (starting them empty: a leftover queue is deleted first).
-pub fn create_queues(addr: SocketAddr, names: &[String]) -> Result<()> {
+pub fn create_queues(addr: Endpoint, names: &[String]) -> Result<()> {
     create_queues_with(addr, names, None)
 }
 
 /// Creates the queues with an optional `on_enqueue` hook (a leftover queue is deleted first).
-pub fn create_queues_with(addr: SocketAddr, names: &[String], hook: Option<&str>) -> Result<()> {
+pub fn create_queues_with(addr: Endpoint, names: &[String], hook: Option<&str>) -> Result<()> {
     let mut connection = Connection::open(addr)?;
     for name in names {
         connection.delete_queue(name)?;
@@ -241,7 +260,7 @@ pub fn create_queues_with(addr: SocketAddr, names: &[String], hook: Option<&str>
 }
 
 /// Messages pending (GetStats depth) summed over the queues.
-pub fn pending(addr: SocketAddr, names: &[String]) -> Result<u64> {
+pub fn pending(addr: Endpoint, names: &[String]) -> Result<u64> {
     let mut connection = Connection::open(addr)?;
     let mut total = 0;
     for name in names {
@@ -275,7 +294,7 @@ pub fn brief(settings: &Settings) -> Settings {
 }
 
 /// Deletes the queues and their messages.
-pub fn delete_queues(addr: SocketAddr, names: &[String]) -> Result<()> {
+pub fn delete_queues(addr: Endpoint, names: &[String]) -> Result<()> {
     let mut connection = Connection::open(addr)?;
     for name in names {
         connection.delete_queue(name)?;

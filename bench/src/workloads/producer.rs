@@ -6,7 +6,7 @@
 //! before each request, the reader takes one out before reading each reply, so at most
 //! `window` requests are ever unanswered.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 
@@ -35,7 +35,7 @@ pub struct ProducerPlan {
 }
 
 /// Starts a producer thread; its tally counts messages accepted inside `measure`.
-pub fn spawn(addr: SocketAddr, plan: ProducerPlan, measure: Window) -> JoinHandle<Result<Tally>> {
+pub fn spawn(addr: Endpoint, plan: ProducerPlan, measure: Window) -> JoinHandle<Result<Tally>> {
     std::thread::spawn(move || run(addr, &plan, measure))
 }
 
@@ -43,7 +43,7 @@ pub fn spawn(addr: SocketAddr, plan: ProducerPlan, measure: Window) -> JoinHandl
 /// at a batch of 100).
 const REQUESTS_MAX: usize = 10_000;
 
-fn run(addr: SocketAddr, plan: &ProducerPlan, measure: Window) -> Result<Tally> {
+fn run(addr: Endpoint, plan: &ProducerPlan, measure: Window) -> Result<Tally> {
     let body = payload(plan.payload);
     // Enough distinct batches that every key value occurs (`keys` above `batch` needs more
     // than one batch); with few keys this is a single request sent over and over.
@@ -65,7 +65,7 @@ fn run(addr: SocketAddr, plan: &ProducerPlan, measure: Window) -> Result<Tally> 
 /// Sends `requests` in turn (cycling) with `window` in flight until `measure.end`, or until
 /// `limit` requests have been sent; counts accepted messages inside `measure`.
 pub fn run_requests(
-    addr: SocketAddr,
+    addr: Endpoint,
     requests: &[Request],
     window: usize,
     measure: Window,
@@ -97,7 +97,7 @@ pub fn run_requests(
 /// Sends every request once, spread over `connections` connections with `window` in flight
 /// each, and waits for all replies (pre-filling a backlog). The tally counts accepted messages.
 pub fn fill(
-    addr: SocketAddr,
+    addr: Endpoint,
     requests: Vec<Request>,
     connections: usize,
     window: usize,

@@ -2,7 +2,7 @@
 //! its EnqueueResult, and only then sends the next, so the figure is the full client-to-server
 //! -to-client time of one request with nothing else queued behind it (durability included).
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 
 use fila_wire::{ErrorCode, Request, Response};
 use hdrhistogram::Histogram;
@@ -26,7 +26,7 @@ pub const DEFAULTS: Defaults = Defaults {
 };
 
 /// Runs the sweep over `payloads`.
-pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
+pub fn run(addr: Endpoint, settings: &Settings, payloads: &[usize]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for &bytes in payloads {
         let mut series = Series::new(format!("rtt {}", format_bytes(bytes)));
@@ -57,7 +57,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, payloads: &[usize]) -> Result<
     Ok(outcome)
 }
 
-fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<(Histogram<u64>, Tally)> {
+fn one_run(addr: Endpoint, settings: &Settings, bytes: usize) -> Result<(Histogram<u64>, Tally)> {
     let queues = queue_names(settings.queues);
     create_queues(addr, &queues)?;
     let measure = Window::after_warmup(settings);
@@ -88,7 +88,7 @@ fn one_run(addr: SocketAddr, settings: &Settings, bytes: usize) -> Result<(Histo
 }
 
 fn round_trips(
-    addr: SocketAddr,
+    addr: Endpoint,
     request: &Request,
     measure: Window,
 ) -> Result<(Histogram<u64>, Tally)> {

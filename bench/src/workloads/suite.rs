@@ -2,7 +2,7 @@
 //! workload(s), then print the headline table and write the JSON and Markdown reports.
 //! `all` runs every workload with its defaults, each against a freshly started server.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Command, Common, Rate, parse_bytes};
@@ -159,7 +159,7 @@ pub fn run(command: Command) -> Result<()> {
 }
 
 /// Runs `workload` against a server started for it (or `--addr`); the server stops after.
-fn on_server<T>(common: &Common, workload: impl FnOnce(SocketAddr) -> Result<T>) -> Result<T> {
+fn on_server<T>(common: &Common, workload: impl FnOnce(Endpoint) -> Result<T>) -> Result<T> {
     on_target(common, |target| workload(target.addr))
 }
 

@@ -6,7 +6,7 @@
 //! the window give the observed rate. Figures per key: observed msg/s and the error against
 //! the configured rate in percent.
 
-use std::net::SocketAddr;
+use crate::client::Endpoint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,7 +46,7 @@ pub fn backlog_for(rate: f64, burst: f64, seconds: f64) -> usize {
 }
 
 /// Runs `settings.runs` runs with one throttle key per rate.
-pub fn run(addr: SocketAddr, settings: &Settings, rates: &[f64], burst: f64) -> Result<Outcome> {
+pub fn run(addr: Endpoint, settings: &Settings, rates: &[f64], burst: f64) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut series: Vec<Series> = rates
         .iter()
@@ -77,7 +77,7 @@ pub fn run(addr: SocketAddr, settings: &Settings, rates: &[f64], burst: f64) -> 
 }
 
 fn one_run(
-    addr: SocketAddr,
+    addr: Endpoint,
     settings: &Settings,
     rates: &[f64],
     burst: f64,

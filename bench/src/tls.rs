@@ -1,0 +1,167 @@
+//! TLS for the bench's connections: the rustls client configuration from `--tls`,
+//! `--tls-ca-cert`, `--tls-cert`/`--tls-key` and `--tls-server-name` (ring provider; the
+//! system's trust store when no CA file is given), and the explanation of a TLS failure.
+//!
+//! How one TLS session serves the writer and reader threads of a connection is in
+//! `client.rs`; this file only builds the configuration.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{AlertDescription, ClientConfig, RootCertStore};
+
+use crate::error::{BenchError, Result};
+
+/// The TLS flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Trust only these CAs (PEM); default: the system's trust store.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate chain and key (PEM) for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The name the server certificate must carry; default: the IP address of `--addr`.
+    pub server_name: Option<String>,
+}
+
+/// A TLS client set-up: configuration plus the name to verify.
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    /// The rustls configuration (shared by every connection).
+    pub config: Arc<ClientConfig>,
+    /// The server name checked against the certificate.
+    pub server_name: ServerName<'static>,
+}
+
+impl TlsClient {
+    /// Builds the set-up for a server at `addr`. File problems are [`BenchError::TlsSetup`].
+    pub fn new(options: &TlsOptions, addr: SocketAddr) -> Result<TlsClient> {
+        let roots = match &options.ca_cert {
+            Some(path) => roots_from_file(path)?,
+            None => system_roots()?,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| setup(format!("the TLS client cannot be set up: {e}")))?
+            .with_root_certificates(roots);
+        let config = match &options.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((cert_path, key_path)) => {
+                let chain = certificates(cert_path, "--tls-cert")?;
+                let key = private_key(key_path)?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    setup(format!(
+                        "--tls-cert {} and --tls-key {} cannot be used together: {e}",
+                        cert_path.display(),
+                        key_path.display()
+                    ))
+                })?
+            }
+        };
+        let server_name = match &options.server_name {
+            Some(name) => ServerName::try_from(name.clone()).map_err(|_| {
+                setup(format!(
+                    "--tls-server-name {name:?} is neither a DNS name nor an IP address"
+                ))
+            })?,
+            None => ServerName::IpAddress(addr.ip().into()),
+        };
+        Ok(TlsClient {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
+
+fn setup(message: String) -> BenchError {
+    BenchError::TlsSetup(message)
+}
+
+fn read(path: &Path, flag: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| setup(format!("cannot read {flag} {}: {e}", path.display())))
+}
+
+fn certificates(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read(path, flag)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            setup(format!(
+                "{flag} {}: not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
+    if chain.is_empty() {
+        return Err(setup(format!(
+            "{flag} {}: no CERTIFICATE block in the file",
+            path.display()
+        )));
+    }
+    Ok(chain)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem = read(path, "--tls-key")?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        setup(format!(
+            "--tls-key {}: not a PEM private key: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn roots_from_file(path: &Path) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(path, "--tls-ca-cert")? {
+        roots
+            .add(cert)
+            .map_err(|e| setup(format!("--tls-ca-cert {}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(setup(
+            "no trusted CA certificates were found on this system; pass --tls-ca-cert PATH"
+                .to_owned(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// A readable reason for a failed TLS read, write or handshake (rustls errors travel inside
+/// `io::Error`).
+pub fn reason(error: &io::Error) -> String {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(inner) => rustls_reason(inner),
+        None if error.kind() == io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection during the TLS handshake (is TLS enabled on that port?)"
+                .to_owned()
+        }
+        None => error.to_string(),
+    }
+}
+
+/// A readable reason for a rustls error.
+pub fn rustls_reason(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(why) => format!(
+            "certificate verify failed: {why}; pass the server's CA with --tls-ca-cert (and --tls-server-name if the certificate does not name the address)"
+        ),
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            "the server requires a client certificate; pass --tls-cert and --tls-key".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
