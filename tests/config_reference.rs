@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use fila::config::{ENV_VARS, FileConfig, schema};
+use fila::config::{AuthSection, ENV_VARS, FileConfig, TlsSection, schema};
 
 fn doc() -> String {
     std::fs::read_to_string(concat!(
@@ -67,7 +67,16 @@ fn documented_keys_are_exactly_the_parsed_keys() {
 
 #[test]
 fn documented_defaults_are_the_real_defaults() {
-    let defaults = toml::Table::try_from(FileConfig::default()).unwrap();
+    let mut defaults = toml::Table::try_from(FileConfig::default()).unwrap();
+    // Optional sections are absent by default; their keys default to the section's defaults.
+    defaults.insert(
+        "auth".to_owned(),
+        toml::Value::Table(toml::Table::try_from(AuthSection::default()).unwrap()),
+    );
+    defaults.insert(
+        "tls".to_owned(),
+        toml::Value::Table(toml::Table::try_from(TlsSection::default()).unwrap()),
+    );
     for row in table(&doc(), "key") {
         let key = code(&row[0]).unwrap();
         let (section, name) = key.split_once('.').unwrap();
