@@ -124,6 +124,15 @@ pub enum Command {
         #[arg(long, default_value_t = 200_000)]
         depth: usize,
     },
+    /// Authorized round trips without and during a flood of failed handshakes (needs --api-key).
+    Storm {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Threads opening connections with a wrong API key, as fast as they can.
+        #[arg(long, default_value_t = 2)]
+        storm_threads: usize,
+    },
     /// Every workload with its defaults; writes a JSON and a Markdown report.
     All {
         /// Shared flags.

@@ -86,6 +86,11 @@ impl Endpoint {
     pub fn is_tls(&self) -> bool {
         self.security.tls.is_some()
     }
+
+    /// True when connections present an API key.
+    pub fn has_api_key(&self) -> bool {
+        self.security.api_key.is_some()
+    }
 }
 
 impl fmt::Display for Endpoint {

@@ -16,6 +16,7 @@ pub mod lua;
 pub mod producer;
 pub mod rtt;
 pub mod shards;
+pub mod storm;
 pub mod suite;
 pub mod throttle;
 

@@ -12,7 +12,7 @@ use crate::machine;
 use crate::report::{Report, markdown_table, write_file};
 use crate::workloads::{
     Outcome, Target, brief, depth, enqueue, fairness, keys, latency, lifecycle, lua, rtt, shards,
-    throttle,
+    storm, throttle,
 };
 
 /// Where `all` writes its reports when `--json` / `--report` are not given.
@@ -99,6 +99,20 @@ pub fn run(command: Command) -> Result<()> {
             finish(
                 &common,
                 serde_json::json!({"workload": "throttle", "rates": rates, "burst": burst, "settings": settings}),
+                outcome,
+                None,
+            )
+        }
+        Command::Storm {
+            common,
+            storm_threads,
+        } => {
+            let settings = common.settings(storm::DEFAULTS)?;
+            check_list("--storm-threads", &[storm_threads], |n| *n >= 1 && *n <= 64)?;
+            let outcome = on_server(&common, |addr| storm::run(addr, &settings, storm_threads))?;
+            finish(
+                &common,
+                serde_json::json!({"workload": "storm", "storm_threads": storm_threads, "settings": settings}),
                 outcome,
                 None,
             )
