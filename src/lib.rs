@@ -4,7 +4,8 @@
 //!
 //! Map: `config` (fila.toml, env, flags) → `server` (boot and lifetime) → `rt` (glommio:
 //! executors, mesh, bind, shutdown, preflight) → `listener` (accept loop, connection cap) →
-//! `connection` (the handler seam). `data_dir` owns the on-disk directory and its lock.
+//! `connection` (the handler seam); `tls` loads and reloads the
+//! certificates of the client port. `data_dir` owns the on-disk directory and its lock.
 
 pub mod broker;
 pub mod cli;
@@ -19,3 +20,4 @@ pub mod rt;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;

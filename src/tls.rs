@@ -1,0 +1,242 @@
+//! TLS on the client port: loads the `[tls]` files (PEM certificate chain, private key, and
+//! optionally a CA bundle that makes client certificates mandatory) into a rustls server
+//! configuration, shares it between the shards, and swaps it on reload (SIGHUP).
+//!
+//! What it does not do: the handshake scheduling and its timeout (the listener's connection
+//! task) and the stream type (`rt::stream`).
+//!
+//! Reload design: every shard holds a clone of one [`ServerTls`], an
+//! `Arc<RwLock<Arc<ServerConfig>>>`. An accept reads the lock once to clone the inner `Arc`
+//! (a pointer copy under an uncontended read lock) and handshakes with that configuration; a
+//! reload builds a complete new configuration off the shards (on the main thread) and only then
+//! takes the write lock to replace the pointer. Sessions already established keep the
+//! configuration they started with; a reload that fails leaves the old one in place.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use futures_rustls::TlsAcceptor;
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
+
+use crate::config::TlsConfig;
+use crate::rt::{TcpStream, TlsStream};
+
+/// The ALPN protocol id this server advertises. Clients that send no ALPN are accepted too
+/// (rustls only refuses a client that offers ALPN ids none of which match).
+pub const ALPN_FILA: &[u8] = b"fila/1";
+
+/// Why the `[tls]` files cannot be used. Each variant names the config key and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file cannot be read.
+    #[error("cannot read {key} {}", path.display())]
+    Read {
+        /// The config key (`tls.cert_file`, …).
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid PEM.
+    #[error("{key} {} is not a valid PEM file", path.display())]
+    Pem {
+        /// The config key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: pem::Error,
+    },
+    /// The file holds no certificate.
+    #[error("{key} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
+    NoCertificate {
+        /// The config key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no private key.
+    #[error(
+        "tls.key_file {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+        path.display()
+    )]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// rustls refused the key (undecodable, unsupported, or not the certificate's key).
+    #[error(
+        "tls.key_file {} cannot be used with the certificate in tls.cert_file {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyRejected {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A CA certificate is not a usable trust anchor.
+    #[error("tls.ca_file {} holds an unusable CA certificate", path.display())]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The client certificate verifier cannot be built from the CA file.
+    #[error("tls.ca_file {} cannot verify client certificates", path.display())]
+    Verifier {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: VerifierBuilderError,
+    },
+    /// The crypto provider refused the protocol versions (a build problem, not a file problem).
+    #[error("the TLS library refused its default protocol versions")]
+    Provider(#[source] rustls::Error),
+}
+
+/// The TLS server configuration every shard shares; clones share it, and
+/// [`ServerTls::reload`] swaps it for all of them.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    current: Arc<RwLock<Arc<ServerConfig>>>,
+    client_certificates: bool,
+}
+
+impl ServerTls {
+    /// Loads the files of `config`.
+    pub fn load(config: &TlsConfig) -> Result<ServerTls, TlsError> {
+        Ok(ServerTls {
+            current: Arc::new(RwLock::new(server_config(config)?)),
+            client_certificates: config.ca_file.is_some(),
+        })
+    }
+
+    /// Whether clients must present a certificate (mTLS).
+    pub fn requires_client_certificates(&self) -> bool {
+        self.client_certificates
+    }
+
+    /// Reads the files of `config` again; on success new handshakes use them, on failure
+    /// nothing changes.
+    pub fn reload(&self, config: &TlsConfig) -> Result<(), TlsError> {
+        let fresh = server_config(config)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    /// The configuration new handshakes use now.
+    fn current(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs the server side of the TLS handshake on `stream` with the current configuration.
+    pub async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream> {
+        TlsAcceptor::from(self.current()).accept(stream).await
+    }
+}
+
+/// A rustls server configuration from the files of `config`.
+fn server_config(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = certificates("tls.cert_file", &config.cert_file)?;
+    let key = private_key(&config.key_file)?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Provider)?;
+    let builder = match &config.ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca_file) => builder.with_client_cert_verifier(client_verifier(ca_file, provider)?),
+    };
+    let mut server = builder
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::KeyRejected {
+            key: config.key_file.clone(),
+            cert: config.cert_file.clone(),
+            source,
+        })?;
+    server.alpn_protocols = vec![ALPN_FILA.to_vec()];
+    Ok(Arc::new(server))
+}
+
+/// A verifier that requires a client certificate chaining to a CA of `ca_file`.
+fn client_verifier(
+    ca_file: &Path,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates("tls.ca_file", ca_file)? {
+        roots.add(certificate).map_err(|source| TlsError::BadCa {
+            path: ca_file.to_path_buf(),
+            source,
+        })?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|source| TlsError::Verifier {
+            path: ca_file.to_path_buf(),
+            source,
+        })
+}
+
+/// The contents of `path`.
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every certificate in the PEM file `path`, in file order; at least one.
+fn certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(key, path)?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            key,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            key,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(chain)
+}
+
+/// The first private key in the PEM file `path`.
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read("tls.key_file", path)?;
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(key) => Ok(key),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(TlsError::Pem {
+            key: "tls.key_file",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
