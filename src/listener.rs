@@ -229,7 +229,10 @@ async fn tls_handshake(
         None
     });
     match rt::within(tls.handshake_timeout, handshake).await {
-        None => Err(format!("no TLS handshake within {:?}", tls.handshake_timeout)),
+        None => Err(format!(
+            "no TLS handshake within {:?}",
+            tls.handshake_timeout
+        )),
         Some(None) => Err("shutdown during the TLS handshake".to_owned()),
         Some(Some(Err(error))) => Err(error.to_string()),
         Some(Some(Ok(stream))) => {

@@ -98,8 +98,7 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     // Interim, until enforcement lands in this branch: never run open when asked for auth.
     if config.auth.enabled() {
         return Err(ServerError::Telemetry(
-            "API-key authentication is not wired into this build yet; refusing to start"
-                .to_owned(),
+            "API-key authentication is not wired into this build yet; refusing to start".to_owned(),
         ));
     }
     // Certificates are checked before anything is created, so a bad file leaves nothing behind.
@@ -154,10 +153,12 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
         &data_dir,
         &host,
         shards,
-        &events,
-        &shutdown,
+        Wiring {
+            events: &events,
+            shutdown: &shutdown,
+            tls: tls.as_ref(),
+        },
         metric_requests,
-        tls.as_ref(),
     )?;
     drop(events);
 
@@ -192,17 +193,30 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// What the main thread hands every shard besides its own setup.
+struct Wiring<'a> {
+    /// The main thread's event channel.
+    events: &'a flume::Sender<Event>,
+    /// The shutdown every task observes.
+    shutdown: &'a ShutdownSignal,
+    /// TLS on the client port, shared (and reloaded) across shards.
+    tls: Option<&'a ServerTls>,
+}
+
 /// Starts the executors, and a thread per executor that reports its end.
 fn start(
     config: &Config,
     data_dir: &DataDir,
     host: &HostFacts,
     shards: usize,
-    events: &flume::Sender<Event>,
-    shutdown: &ShutdownSignal,
+    wiring: Wiring<'_>,
     metric_requests: Vec<Option<flume::Receiver<crate::telemetry::SnapshotRequest>>>,
-    tls: Option<&ServerTls>,
 ) -> Result<(), ServerError> {
+    let Wiring {
+        events,
+        shutdown,
+        tls,
+    } = wiring;
     let mut metric_requests = metric_requests.into_iter();
     let plan = ExecutorPlan {
         shards,

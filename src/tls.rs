@@ -45,15 +45,14 @@ pub enum TlsError {
         source: std::io::Error,
     },
     /// The file is not valid PEM.
-    #[error("{key} {} is not a valid PEM file", path.display())]
+    #[error("{key} {} is not a valid PEM file: {problem}", path.display())]
     Pem {
         /// The config key.
         key: &'static str,
         /// The file.
         path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: pem::Error,
+        /// What is wrong, as a phrase.
+        problem: String,
     },
     /// The file holds no certificate.
     #[error("{key} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
@@ -72,7 +71,19 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
     },
-    /// rustls refused the key (undecodable, unsupported, or not the certificate's key).
+    /// The key is not the private key of the certificate.
+    #[error(
+        "tls.key_file {} is not the private key of the certificate in tls.cert_file {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+    },
+    /// rustls refused the key (undecodable or unsupported).
     #[error(
         "tls.key_file {} cannot be used with the certificate in tls.cert_file {}",
         key.display(),
@@ -165,10 +176,16 @@ fn server_config(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let mut server = builder
         .with_single_cert(chain, key)
-        .map_err(|source| TlsError::KeyRejected {
-            key: config.key_file.clone(),
-            cert: config.cert_file.clone(),
-            source,
+        .map_err(|source| match source {
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+                key: config.key_file.clone(),
+                cert: config.cert_file.clone(),
+            },
+            source => TlsError::KeyRejected {
+                key: config.key_file.clone(),
+                cert: config.cert_file.clone(),
+                source,
+            },
         })?;
     server.alpn_protocols = vec![ALPN_FILA.to_vec()];
     Ok(Arc::new(server))
@@ -204,17 +221,14 @@ fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate in the PEM file `path`, in file order; at least one.
-fn certificates(
-    key: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(key, path)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
+        .map_err(|error| TlsError::Pem {
             key,
             path: path.to_path_buf(),
-            source,
+            problem: pem_problem(&error),
         })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
@@ -233,10 +247,25 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
             path: path.to_path_buf(),
         }),
-        Err(source) => Err(TlsError::Pem {
+        Err(error) => Err(TlsError::Pem {
             key: "tls.key_file",
             path: path.to_path_buf(),
-            source,
+            problem: pem_problem(&error),
         }),
+    }
+}
+
+/// A PEM parse error as a phrase for an operator (rustls prints markers as byte lists).
+fn pem_problem(error: &pem::Error) -> String {
+    match error {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no \"-----END {}-----\" line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => format!(
+            "malformed section start {:?}",
+            String::from_utf8_lossy(line)
+        ),
+        other => other.to_string(),
     }
 }
