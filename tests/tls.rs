@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use common::client::{Client, READ_LIMIT};
 use common::tls::{Ca, TlsFiles, client_config, connect};
 use common::{ServerOptions, TestServer, run_to_exit};
-use fila_wire::{Handshake, Request};
+use fila_wire::{ErrorCode, Handshake, Request, Response};
 
 fn start(files: &TlsFiles) -> TestServer {
     TestServer::start_with(ServerOptions::default().with_config(&files.config()))
@@ -45,8 +45,27 @@ fn the_protocol_works_over_tls() {
     assert_eq!(&messages[0].payload[..], b"one");
     assert_eq!(&messages[1].payload[..], b"two");
     let acks = client.ack(&[("tls-q", &ids[0]), ("tls-q", &ids[1])]);
-    assert!(acks.iter().all(|code| *code == fila_wire::ErrorCode::Ok));
+    assert!(acks.iter().all(|code| *code == ErrorCode::Ok));
     assert_eq!(client.stats("tls-q").depth, 0);
+}
+
+#[test]
+fn inside_tls_the_handshake_rules_are_the_plaintext_ones() {
+    let ca = Ca::new("test CA");
+    let files = TlsFiles::new(&ca.server_cert());
+    let server = start(&files);
+    let mut client = common::tls::connect_raw(server.addr, &client_config(&ca, None)).unwrap();
+    client.send_with_id(
+        0,
+        &Request::Handshake(Handshake {
+            protocol_version: 2,
+            api_key: None,
+        }),
+    );
+    match client.recv_frame() {
+        (0, Response::Error { code, .. }) => assert_eq!(code, ErrorCode::UnsupportedVersion),
+        other => panic!("version 2 answered with {other:?}"),
+    }
 }
 
 #[test]

@@ -191,6 +191,13 @@ pub fn client_config(ca: &Ca, identity: Option<&Issued>) -> Arc<ClientConfig> {
 /// (certificate not trusted, client certificate refused, connection closed) is an `Err` with
 /// the reason.
 pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Client, String> {
+    let mut client = connect_raw(addr, config)?;
+    client.handshake()?;
+    Ok(client)
+}
+
+/// Connects with TLS under `config`, without the protocol handshake.
+pub fn connect_raw(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Client, String> {
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_nodelay(true).unwrap();
     tcp.set_read_timeout(Some(super::client::READ_LIMIT))
@@ -203,7 +210,5 @@ pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Client, S
             .map_err(|error| format!("TLS handshake failed: {error}"))?;
     }
     let stream = rustls::StreamOwned::new(session, tcp);
-    let mut client = Client::over(ClientStream::Tls(Box::new(stream)));
-    client.handshake()?;
-    Ok(client)
+    Ok(Client::over(ClientStream::Tls(Box::new(stream))))
 }
