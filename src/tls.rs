@@ -269,3 +269,51 @@ fn pem_problem(error: &pem::Error) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> TlsConfig {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let config = TlsConfig {
+            cert_file: dir.join("cert.pem"),
+            key_file: dir.join("key.pem"),
+            ca_file: None,
+        };
+        std::fs::write(&config.cert_file, cert.pem()).unwrap();
+        std::fs::write(&config.key_file, key.serialize_pem()).unwrap();
+        config
+    }
+
+    #[test]
+    fn a_reload_swaps_the_configuration_only_when_every_file_is_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = files(dir.path());
+        let tls = ServerTls::load(&config).unwrap();
+        let shard_view = tls.clone();
+        let first = tls.current();
+        assert_eq!(first.alpn_protocols, vec![ALPN_FILA.to_vec()]);
+
+        std::fs::write(&config.key_file, "broken").unwrap();
+        assert!(matches!(tls.reload(&config), Err(TlsError::NoKey { .. })));
+        assert!(Arc::ptr_eq(&first, &shard_view.current()));
+
+        let fresh = files(dir.path());
+        tls.reload(&fresh).unwrap();
+        assert!(!Arc::ptr_eq(&first, &shard_view.current()));
+    }
+
+    #[test]
+    fn pem_problems_read_as_text() {
+        let problem = pem_problem(&pem::Error::MissingSectionEnd {
+            end_marker: b"CERTIFICATE".to_vec(),
+        });
+        assert_eq!(
+            problem,
+            "a section has no \"-----END CERTIFICATE-----\" line"
+        );
+    }
+}

@@ -102,6 +102,21 @@ fn a_plaintext_client_is_refused_and_tls_clients_still_served() {
 }
 
 #[test]
+fn a_silent_client_does_not_stall_accepts_and_is_closed_at_the_handshake_timeout() {
+    let ca = Ca::new("test CA");
+    let files = TlsFiles::new(&ca.server_cert());
+    let config = format!("[server]\nhandshake_timeout_ms = 300\n{}", files.config());
+    let mut server = TestServer::start_with(ServerOptions::shards(1).with_config(&config));
+    let mut silent = Client::connect_raw(server.addr);
+    // The only shard still accepts and serves TLS clients while the silent one waits.
+    connect(server.addr, &client_config(&ca, None))
+        .unwrap()
+        .ping();
+    assert!(silent.closed_within(READ_LIMIT));
+    assert!(server.wait_for_log("no TLS handshake within 300ms"));
+}
+
+#[test]
 fn a_client_trusting_another_ca_refuses_the_server() {
     let ca = Ca::new("test CA");
     let files = TlsFiles::new(&ca.server_cert());
