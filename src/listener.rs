@@ -187,7 +187,11 @@ async fn run_connection<H: ConnectionHandler>(
         let stream = match tls {
             None => Stream::from(stream),
             Some(tls) => match tls_handshake(&tls, stream, &shutdown).await {
-                Ok(stream) => stream,
+                Ok((stream, took)) => {
+                    let handshake_us = took.as_micros();
+                    tracing::debug!(shard, %peer, handshake_us, "TLS handshake complete");
+                    stream
+                }
                 Err(reason) => {
                     tracing::info!(shard, %peer, %reason, "TLS handshake failed; connection closed");
                     return;
@@ -217,12 +221,12 @@ async fn run_connection<H: ConnectionHandler>(
 }
 
 /// The server side of the TLS handshake, within the handshake timeout; abandoned at shutdown.
-/// The error is a sentence for the log.
+/// The TLS stream and how long the handshake took; the error is a sentence for the log.
 async fn tls_handshake(
     tls: &TlsOnAccept,
     stream: TcpStream,
     shutdown: &ShutdownSignal,
-) -> Result<Stream, String> {
+) -> Result<(Stream, Duration), String> {
     let elapsed = rt::clock::monotonic();
     let handshake = futures_lite::future::or(async { Some(tls.tls.accept(stream).await) }, async {
         shutdown.wait().await;
@@ -235,13 +239,7 @@ async fn tls_handshake(
         )),
         Some(None) => Err("shutdown during the TLS handshake".to_owned()),
         Some(Some(Err(error))) => Err(error.to_string()),
-        Some(Some(Ok(stream))) => {
-            tracing::debug!(
-                handshake_us = elapsed().as_micros(),
-                "TLS handshake complete"
-            );
-            Ok(Stream::from(stream))
-        }
+        Some(Some(Ok(stream))) => Ok((Stream::from(stream), elapsed())),
     }
 }
 
