@@ -4,6 +4,7 @@
 use crate::config::ConfigError;
 use crate::data_dir::DataDirError;
 use crate::rt::{BindError, ExecutorError, PreflightError};
+use crate::tls::TlsError;
 
 /// A start-up or shutdown failure of the server.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +24,14 @@ pub enum ServerError {
     /// A shard executor could not start or stopped abnormally.
     #[error(transparent)]
     Executor(#[from] ExecutorError),
+    /// The `[tls]` certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The metrics exporter could not start.
     #[error("{0}")]
     Telemetry(String),
     /// The signal handlers could not be installed.
-    #[error("cannot install the SIGINT/SIGTERM handlers")]
+    #[error("cannot install the SIGINT/SIGTERM/SIGHUP handlers")]
     Signals(#[source] std::io::Error),
     /// A shard's database could not be opened or recovered.
     #[error("{message}")]

@@ -5,7 +5,8 @@
 //! Map: `config` (fila.toml, env, flags) → `server` (boot and lifetime) → `rt` (glommio:
 //! executors, mesh, bind, shutdown, preflight) → `listener` (accept loop, connection cap) →
 //! `connection` (the handler seam) → `session` (one protocol connection). `auth` holds API keys and
-//! permission checks; `data_dir` owns the on-disk directory and its lock.
+//! permission checks; `tls` loads and reloads the certificates of the client port. `data_dir`
+//! owns the on-disk directory and its lock.
 
 pub mod auth;
 pub mod broker;
@@ -21,3 +22,4 @@ pub mod rt;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;

@@ -3,6 +3,11 @@
 //! own task on the shard. On shutdown it stops accepting, gives open connections
 //! [`DRAIN_TIMEOUT`] to finish, then drops the rest.
 //!
+//! With TLS on, the TLS handshake runs at the start of the connection's own task, never in the
+//! accept loop, so a slow or silent client cannot delay the accepts of others; it is bounded by
+//! the handshake timeout and abandoned at shutdown. There is no plaintext fallback: a client
+//! that does not speak TLS fails the handshake and is closed (logged with its address).
+//!
 //! A panic in a connection task would kill the whole shard (glommio runs tasks on one thread
 //! and does not catch). Each connection future runs under `catch_unwind`: a panicking handler
 //! closes its own connection, is logged with the shard and peer, and the shard keeps serving.
@@ -21,7 +26,8 @@ use futures_lite::FutureExt;
 use glommio::sync::Gate;
 
 use crate::connection::{Connection, ConnectionHandler};
-use crate::rt::{self, Listener, ShutdownSignal};
+use crate::rt::{self, Listener, ShutdownSignal, Stream, TcpStream};
+use crate::tls::ServerTls;
 
 /// How long open connections may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -75,15 +81,28 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// TLS on accepted connections: the shared server configuration and how long a TLS handshake
+/// may take.
+#[derive(Debug, Clone)]
+pub struct TlsOnAccept {
+    /// The certificates (swapped by a reload).
+    pub tls: ServerTls,
+    /// The TLS handshake must finish within this time.
+    pub handshake_timeout: Duration,
+}
+
 /// Accepts connections on `listener` until `shutdown` fires, then drains. Returns when every
-/// connection task of this shard has ended or the drain timeout passed.
+/// connection task of this shard has ended or the drain timeout passed. With `tls`, every
+/// connection starts with a TLS handshake.
 pub async fn accept_loop<H: ConnectionHandler>(
     shard: usize,
     listener: Listener,
     handler: Rc<H>,
     cap: ConnectionCap,
     shutdown: ShutdownSignal,
+    tls: Option<TlsOnAccept>,
 ) {
+    let tls = tls.map(Rc::new);
     let connections = Gate::new();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -113,13 +132,14 @@ pub async fn accept_loop<H: ConnectionHandler>(
             drop(stream);
             continue;
         };
-        let connection = Connection {
+        let accepted = Accepted {
             shard,
             stream,
             peer,
             shutdown: shutdown.clone(),
+            tls: tls.clone(),
         };
-        let task = run_connection(Rc::clone(&handler), connection, slot);
+        let task = run_connection(Rc::clone(&handler), accepted, slot);
         match connections.spawn(task) {
             Ok(task) => drop(task.detach()),
             Err(error) => tracing::error!(shard, %error, "cannot start a connection task"),
@@ -139,17 +159,55 @@ pub async fn accept_loop<H: ConnectionHandler>(
     }
 }
 
-/// Runs one connection under `catch_unwind`, holding its slot until it ends.
+/// A TCP connection as accepted, before any TLS.
+struct Accepted {
+    shard: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: ShutdownSignal,
+    tls: Option<Rc<TlsOnAccept>>,
+}
+
+/// Runs one connection (its TLS handshake, then the handler) under `catch_unwind`, holding its
+/// slot until it ends.
 async fn run_connection<H: ConnectionHandler>(
     handler: Rc<H>,
-    connection: Connection,
+    accepted: Accepted,
     slot: ConnectionSlot,
 ) {
-    let (shard, peer) = (connection.shard, connection.peer);
+    let (shard, peer) = (accepted.shard, accepted.peer);
     tracing::debug!(shard, %peer, "connection accepted");
-    let outcome = AssertUnwindSafe(handler.serve(connection))
-        .catch_unwind()
-        .await;
+    let outcome = AssertUnwindSafe(async move {
+        let Accepted {
+            stream,
+            shutdown,
+            tls,
+            ..
+        } = accepted;
+        let stream = match tls {
+            None => Stream::from(stream),
+            Some(tls) => match tls_handshake(&tls, stream, &shutdown).await {
+                Ok((stream, took)) => {
+                    let handshake_us = took.as_micros();
+                    tracing::debug!(shard, %peer, handshake_us, "TLS handshake complete");
+                    stream
+                }
+                Err(reason) => {
+                    tracing::info!(shard, %peer, %reason, "TLS handshake failed; connection closed");
+                    return;
+                }
+            },
+        };
+        let connection = Connection {
+            shard,
+            stream,
+            peer,
+            shutdown,
+        };
+        handler.serve(connection).await;
+    })
+    .catch_unwind()
+    .await;
     if let Err(panic) = outcome {
         let reason = panic
             .downcast_ref::<&str>()
@@ -160,6 +218,29 @@ async fn run_connection<H: ConnectionHandler>(
     }
     tracing::debug!(shard, %peer, "connection closed");
     drop(slot);
+}
+
+/// The server side of the TLS handshake, within the handshake timeout; abandoned at shutdown.
+/// The TLS stream and how long the handshake took; the error is a sentence for the log.
+async fn tls_handshake(
+    tls: &TlsOnAccept,
+    stream: TcpStream,
+    shutdown: &ShutdownSignal,
+) -> Result<(Stream, Duration), String> {
+    let elapsed = rt::clock::monotonic();
+    let handshake = futures_lite::future::or(async { Some(tls.tls.accept(stream).await) }, async {
+        shutdown.wait().await;
+        None
+    });
+    match rt::within(tls.handshake_timeout, handshake).await {
+        None => Err(format!(
+            "no TLS handshake within {:?}",
+            tls.handshake_timeout
+        )),
+        Some(None) => Err("shutdown during the TLS handshake".to_owned()),
+        Some(Some(Err(error))) => Err(error.to_string()),
+        Some(Some(Ok(stream))) => Ok((Stream::from(stream), elapsed())),
+    }
 }
 
 #[cfg(test)]
@@ -204,7 +285,15 @@ mod tests {
                 let handler = Rc::new(PanicsOnce {
                     served: Cell::new(0),
                 });
-                accept_loop(shard, listener, handler, ConnectionCap::new(10), shutdown).await;
+                accept_loop(
+                    shard,
+                    listener,
+                    handler,
+                    ConnectionCap::new(10),
+                    shutdown,
+                    None,
+                )
+                .await;
             }
         })
         .unwrap();

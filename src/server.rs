@@ -1,6 +1,8 @@
 //! Server bootstrap and lifetime, on the main thread: check the host, open the data directory,
 //! start one executor per shard, wait until every shard listens, log where, then wait for
 //! SIGINT/SIGTERM (or a shard failure), fire the shutdown and wait for the shards to finish.
+//! A SIGHUP while running reloads the TLS certificates (see `tls.rs`); a failed reload is
+//! logged and changes nothing.
 //!
 //! Each shard runs [`shard_main`]: bind the shared address, report it, serve its mesh inbox and
 //! its accept loop until shutdown. The main thread learns everything through one event channel.
@@ -25,13 +27,14 @@ use crate::config::{AuthConfig, Config, Durability};
 use crate::connection::ConnectionLimits;
 use crate::data_dir::{DataDir, ShardCountOrigin};
 use crate::error::ServerError;
-use crate::listener::{ConnectionCap, accept_loop};
+use crate::listener::{ConnectionCap, TlsOnAccept, accept_loop};
 use crate::rt::clock;
 use crate::rt::{
     self, BindError, Demand, ExecutorError, ExecutorPlan, HostFacts, MeshEndpoint, ShardBind,
     ShutdownSignal, SignalWatcher, TerminationSignal,
 };
 use crate::session::ProtocolHandler;
+use crate::tls::ServerTls;
 
 /// Shards get this long to stop after the shutdown fires (the process promise is 5 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
@@ -58,6 +61,8 @@ enum Event {
         result: Result<(), ExecutorError>,
     },
     Signal(TerminationSignal),
+    /// SIGHUP: reload the TLS certificates.
+    Reload,
 }
 
 /// Everything one shard needs, moved into its executor thread.
@@ -68,6 +73,7 @@ struct ShardSetup {
     shutdown: ShutdownSignal,
     cap: ConnectionCap,
     limits: ConnectionLimits,
+    tls: Option<TlsOnAccept>,
     storage: StorageSetup,
     events: flume::Sender<Event>,
     metrics: Option<flume::Receiver<crate::telemetry::SnapshotRequest>>,
@@ -108,12 +114,8 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
             "storage.durability = \"none\": acknowledged messages can be lost if the broker crashes; use this for benchmarks only"
         );
     }
-    // Interim, until TLS lands: never run in plaintext when asked for TLS.
-    if config.tls.is_some() {
-        return Err(ServerError::Telemetry(
-            "TLS is not wired into this build yet; refusing to start".to_owned(),
-        ));
-    }
+    // Certificates are checked before anything is created, so a bad file leaves nothing behind.
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
     let host = HostFacts::read();
     tracing::info!("host: {}", host.summary());
     let default_shards = NonZeroUsize::new(host.cpus.len()).unwrap_or(NonZeroUsize::MIN);
@@ -154,9 +156,15 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
 
     let (events, inbox) = flume::unbounded();
     let signal_events = events.clone();
-    let _signals = SignalWatcher::start(move |signal| {
-        let _ = signal_events.send(Event::Signal(signal));
-    })
+    let reload_events = events.clone();
+    let _signals = SignalWatcher::start(
+        move |signal| {
+            let _ = signal_events.send(Event::Signal(signal));
+        },
+        move || {
+            let _ = reload_events.send(Event::Reload);
+        },
+    )
     .map_err(ServerError::Signals)?;
     let (trigger, shutdown) = rt::shutdown_channel();
     let (metric_shards, metric_requests) = crate::telemetry::channels(&config.telemetry, shards);
@@ -171,8 +179,11 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
         config,
         &data_dir,
         &host,
-        &events,
-        &shutdown,
+        Wiring {
+            events: &events,
+            shutdown: &shutdown,
+            tls: tls.as_ref(),
+        },
         metric_requests,
         &auth,
     )?;
@@ -187,12 +198,18 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
             return Err(error);
         }
     };
+    let transport = match &tls {
+        None => "",
+        Some(tls) if tls.requires_client_certificates() => " (TLS, client certificates required)",
+        Some(_) => " (TLS)",
+    };
     tracing::info!(
-        "fila-server listening on {bound} with {shards} shards, data in {}, durability {}",
+        "fila-server listening on {bound}{transport} with {shards} shards, data in {}, durability {}",
         data_dir.path().display(),
         config.storage.durability.name()
     );
-    let stopped = await_stop(&inbox);
+    let reload = tls.as_ref().zip(config.tls.as_ref());
+    let stopped = await_stop(&inbox, reload);
     if let Some(telemetry) = telemetry {
         telemetry.shutdown();
     }
@@ -218,17 +235,31 @@ fn warn_if_open(config: &Config) {
     }
 }
 
+/// What the main thread hands every shard besides its own setup.
+struct Wiring<'a> {
+    /// The main thread's event channel.
+    events: &'a flume::Sender<Event>,
+    /// The shutdown every task observes.
+    shutdown: &'a ShutdownSignal,
+    /// TLS on the client port, shared (and reloaded) across shards.
+    tls: Option<&'a ServerTls>,
+}
+
 /// Starts the executors, and a thread per executor that reports its end.
 fn start(
     config: &Config,
     data_dir: &DataDir,
     host: &HostFacts,
-    events: &flume::Sender<Event>,
-    shutdown: &ShutdownSignal,
+    wiring: Wiring<'_>,
     metric_requests: Vec<Option<flume::Receiver<crate::telemetry::SnapshotRequest>>>,
     auth: &AuthSetup,
 ) -> Result<(), ServerError> {
     let shards = data_dir.shard_count().get();
+    let Wiring {
+        events,
+        shutdown,
+        tls,
+    } = wiring;
     let mut metric_requests = metric_requests.into_iter();
     let plan = ExecutorPlan {
         shards,
@@ -246,6 +277,10 @@ fn start(
     let mut binds = rt::bind_plan(config.server.listen_addr.0, shards).into_iter();
     let cap = ConnectionCap::new(config.server.max_connections.get_usize());
     let limits = ConnectionLimits::from_config(config);
+    let tls = tls.map(|tls| TlsOnAccept {
+        tls: tls.clone(),
+        handshake_timeout: limits.handshake_timeout,
+    });
     let shard_count = u64::try_from(shards).unwrap_or(1).max(1);
     let mut setups = Vec::with_capacity(shards);
     for shard in 0..shards {
@@ -289,6 +324,7 @@ fn start(
             shutdown,
             cap,
             limits,
+            tls: tls.clone(),
             storage,
             events,
             metrics: metric_requests.next().flatten(),
@@ -332,6 +368,7 @@ async fn shard_main(setup: ShardSetup) {
         shutdown,
         cap,
         limits,
+        tls,
         storage,
         events,
         metrics,
@@ -376,7 +413,7 @@ async fn shard_main(setup: ShardSetup) {
         stop.wait().await;
     }));
     let handler = Rc::new(ProtocolHandler::new(Rc::clone(&broker), limits));
-    accept_loop(shard, listener, handler, cap, shutdown).await;
+    accept_loop(shard, listener, handler, cap, shutdown, tls).await;
     inbox.await;
     broker.final_commit().await;
 }
@@ -476,6 +513,9 @@ fn await_listening(
                     signal: signal.name(),
                 });
             }
+            Ok(Event::Reload) => {
+                tracing::warn!("received SIGHUP before the server was listening; ignored");
+            }
             Err(flume::RecvError::Disconnected) => {
                 return Err(ServerError::ShardStopped { shard: 0 });
             }
@@ -487,10 +527,15 @@ fn await_listening(
         .ok_or(ServerError::ShardStopped { shard: 0 })
 }
 
-/// Waits for a termination signal (`Ok`) or a shard that ends on its own (`Err`).
-fn await_stop(inbox: &flume::Receiver<Event>) -> Result<(), ServerError> {
+/// Waits for a termination signal (`Ok`) or a shard that ends on its own (`Err`); reloads the
+/// TLS certificates from the files of `reload` on each SIGHUP meanwhile.
+fn await_stop(
+    inbox: &flume::Receiver<Event>,
+    reload: Option<(&ServerTls, &crate::config::TlsConfig)>,
+) -> Result<(), ServerError> {
     loop {
         match inbox.recv() {
+            Ok(Event::Reload) => reload_tls(reload),
             Ok(Event::Signal(signal)) => {
                 tracing::info!("received {}, shutting down", signal.name());
                 return Ok(());
@@ -510,6 +555,24 @@ fn await_stop(inbox: &flume::Receiver<Event>) -> Result<(), ServerError> {
                 return Err(ServerError::ShardStopped { shard: 0 });
             }
         }
+    }
+}
+
+/// Reloads the TLS certificates; a failure is logged and keeps the old ones.
+fn reload_tls(reload: Option<(&ServerTls, &crate::config::TlsConfig)>) {
+    let Some((tls, files)) = reload else {
+        tracing::info!("received SIGHUP; TLS is off, nothing to reload");
+        return;
+    };
+    match tls.reload(files) {
+        Ok(()) => tracing::info!(
+            "received SIGHUP; reloaded the TLS certificates from {}",
+            files.cert_file.display()
+        ),
+        Err(error) => tracing::error!(
+            "received SIGHUP; TLS reload failed, still serving the previous certificates: {}",
+            error_chain(&error)
+        ),
     }
 }
 
@@ -534,7 +597,10 @@ fn await_exits(inbox: &flume::Receiver<Event>, mut running: usize) -> Result<(),
                 });
             }
             Ok(
-                Event::Listening { .. } | Event::BindFailed { .. } | Event::StorageFailed { .. },
+                Event::Listening { .. }
+                | Event::BindFailed { .. }
+                | Event::StorageFailed { .. }
+                | Event::Reload,
             ) => {}
             Err(_) => {
                 let seconds = SHUTDOWN_DEADLINE.as_secs().max(1);

@@ -217,6 +217,8 @@ async fn handshake(
             ),
         );
         let _ = writer.write_all(&out).await;
+        // Flushes, and ends a TLS session with close_notify.
+        let _ = writer.close().await;
         return Err("first frame not a handshake");
     }
     let Ok(Request::Handshake(hello)) = Request::decode(frame.opcode, frame.payload) else {
@@ -237,6 +239,8 @@ async fn handshake(
             },
         );
         let _ = writer.write_all(&out).await;
+        // Flushes, and ends a TLS session with close_notify.
+        let _ = writer.close().await;
         return Err("unsupported version");
     }
     let caller = match auth.authenticate(hello.api_key.as_deref(), rt::clock::now().as_millis()) {
@@ -248,7 +252,8 @@ async fn handshake(
                 &error(ErrorCode::Unauthorized, &refused.to_string()),
             );
             let _ = writer.write_all(&out).await;
-            let _ = writer.flush().await;
+            // Flushes, and ends a TLS session with close_notify.
+            let _ = writer.close().await;
             return Err("unauthorized");
         }
     };

@@ -1,6 +1,7 @@
 //! The runtime: the only module that names glommio. It starts one executor per shard, connects
 //! the shards with bounded channels, binds the shared listen address on every shard, turns
-//! signals into a shutdown every task can await, and checks the host before any of that.
+//! signals into a shutdown every task can await, wraps accepted sockets
+//! (plain or TLS) in one stream type, and checks the host before any of that.
 //! Keeping glommio behind this module keeps a move to the community fork (or another runtime)
 //! a local change.
 
@@ -11,6 +12,7 @@ pub mod notify;
 pub mod preflight;
 pub mod reuseport;
 pub mod shutdown;
+pub mod stream;
 pub mod timer;
 
 pub use executors::{ExecutorError, ExecutorPlan, ShardThread, spawn_blocking, start_shards};
@@ -21,9 +23,8 @@ pub use reuseport::{BindError, ShardBind, bind_plan, probe_port_free};
 pub use shutdown::{
     ShutdownSignal, ShutdownTrigger, SignalWatcher, TerminationSignal, shutdown_channel,
 };
+pub use stream::{Stream, TcpStream, TlsStream};
 pub use timer::{sleep, within};
 
 /// A listener bound on one shard.
 pub type Listener = glommio::net::TcpListener;
-/// An accepted connection, tied to the shard that accepted it.
-pub type Stream = glommio::net::TcpStream;

@@ -1,5 +1,5 @@
 //! Shutdown: one trigger, observed by every shard and connection task, and the thread that turns
-//! SIGINT/SIGTERM into a call the server decides about.
+//! SIGINT/SIGTERM (and SIGHUP, the reload request) into calls the server decides about.
 //!
 //! The broadcast is a flume channel on which nothing is ever sent: dropping the only sender
 //! disconnects it, and every clone of the receiver sees that at once, from any thread and inside
@@ -9,7 +9,7 @@
 
 use std::thread::JoinHandle;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 /// Fires the shutdown. Dropping it fires it too, so a crashed owner cannot leave shards running.
@@ -72,19 +72,21 @@ impl TerminationSignal {
     }
 }
 
-/// The thread that listens for SIGINT/SIGTERM. While it exists, those signals no longer kill
-/// the process; each one is passed to the callback. Dropping it stops the thread.
+/// The thread that listens for SIGINT/SIGTERM and SIGHUP. While it exists, those signals no
+/// longer kill the process; each termination signal is passed to `on_signal`, each SIGHUP to
+/// `on_hangup`. Dropping it stops the thread.
 pub struct SignalWatcher {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
 }
 
 impl SignalWatcher {
-    /// Installs the handlers and starts the thread; `on_signal` runs on that thread.
+    /// Installs the handlers and starts the thread; the callbacks run on that thread.
     pub fn start(
         on_signal: impl Fn(TerminationSignal) + Send + 'static,
+        on_hangup: impl Fn() + Send + 'static,
     ) -> std::io::Result<SignalWatcher> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("fila-signals".to_owned())
@@ -93,6 +95,7 @@ impl SignalWatcher {
                     match signal {
                         SIGINT => on_signal(TerminationSignal::Interrupt),
                         SIGTERM => on_signal(TerminationSignal::Terminate),
+                        SIGHUP => on_hangup(),
                         _ => {}
                     }
                 }

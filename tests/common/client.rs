@@ -1,7 +1,8 @@
 //! A blocking wire client for black-box tests, built on `fila-wire` only: handshake, one call
 //! at a time (`call`) or pipelined (`send` + `recv`), and Delivery frames kept aside per
 //! subscription while a call waits for its reply. Every read has a safety timeout so a hung
-//! server fails the test instead of hanging it.
+//! server fails the test instead of hanging it. The socket is plain TCP or, for TLS tests,
+//! a rustls client session over TCP (`ClientStream`; see `tls.rs` for connecting).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, VecDeque};
@@ -18,9 +19,52 @@ use fila_wire::{
 /// How long a read waits before the test fails (a hang detector, not a performance bound).
 pub const READ_LIMIT: Duration = Duration::from_secs(20);
 
+/// The client's socket: plain TCP or TLS over TCP.
+pub enum ClientStream {
+    /// Plaintext.
+    Plain(TcpStream),
+    /// TLS (rustls client session).
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl ClientStream {
+    /// The TCP socket underneath.
+    pub fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            ClientStream::Plain(stream) => stream,
+            ClientStream::Tls(stream) => &mut stream.sock,
+        }
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(stream) => stream.read(buf),
+            ClientStream::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(stream) => stream.write(buf),
+            ClientStream::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(stream) => stream.flush(),
+            ClientStream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
 /// A connected, handshaken client.
 pub struct Client {
-    stream: TcpStream,
+    stream: ClientStream,
     buf: BytesMut,
     decoder: FrameDecoder,
     next_id: u32,
@@ -34,17 +78,41 @@ impl Client {
     /// Connects and completes the handshake.
     pub fn connect(addr: SocketAddr) -> Client {
         let mut client = Client::connect_raw(addr);
+        client.handshake().unwrap_or_else(|error| panic!("{error}"));
+        client
+    }
+
+    /// Sends the Handshake and waits for HandshakeOk; the failure as text (an Error reply,
+    /// a closed connection, or a TLS alert) instead of a panic.
+    pub fn handshake(&mut self) -> Result<(), String> {
         let hello = Request::Handshake(Handshake {
             protocol_version: 1,
             api_key: None,
         });
+        let mut out = BytesMut::new();
+        hello.encode(0, &mut out).unwrap();
+        self.stream
+            .write_all(&out)
+            .and_then(|()| self.stream.flush())
+            .map_err(|error| format!("handshake not sent: {error}"))?;
         // The server answers the handshake with request id 0 whatever the client sent.
-        client.send_with_id(0, &hello);
-        match client.reply_to(0) {
-            Response::HandshakeOk(ok) => assert_eq!(ok.negotiated_version, 1),
-            other => panic!("handshake answered with {other:?}"),
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                return match Response::decode(frame.opcode, frame.payload).unwrap() {
+                    Response::HandshakeOk(ok) if frame.request_id == 0 => {
+                        assert_eq!(ok.negotiated_version, 1);
+                        Ok(())
+                    }
+                    other => Err(format!("handshake answered with {other:?}")),
+                };
+            }
+            let mut chunk = [0_u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("connection closed during the handshake".to_owned()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(error) => return Err(format!("handshake failed: {error}")),
+            }
         }
-        client
     }
 
     /// Connects and handshakes with `api_key`: the client, or the handshake's reply when it
@@ -69,7 +137,12 @@ impl Client {
     pub fn connect_raw(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
+        Client::over(ClientStream::Plain(stream))
+    }
+
+    /// A client on an established `stream` (plain or TLS), without a handshake.
+    pub fn over(mut stream: ClientStream) -> Client {
+        stream.tcp().set_read_timeout(Some(READ_LIMIT)).unwrap();
         Client {
             stream,
             buf: BytesMut::new(),
@@ -80,9 +153,9 @@ impl Client {
         }
     }
 
-    /// The socket, for raw writes.
+    /// The TCP socket, for raw writes (under TLS: the socket beneath the session).
     pub fn stream(&mut self) -> &mut TcpStream {
-        &mut self.stream
+        self.stream.tcp()
     }
 
     /// Sends `request` with a fresh request id and returns the id.
@@ -99,7 +172,11 @@ impl Client {
         self.next_id += 1;
         let mut out = BytesMut::new();
         request.encode(id, &mut out).unwrap();
-        self.stream.write_all(&out).ok().map(|()| id)
+        self.stream
+            .write_all(&out)
+            .and_then(|()| self.stream.flush())
+            .ok()
+            .map(|()| id)
     }
 
     /// Sends `request` with `id`.
@@ -107,11 +184,13 @@ impl Client {
         let mut out = BytesMut::new();
         request.encode(id, &mut out).unwrap();
         self.stream.write_all(&out).unwrap();
+        self.stream.flush().unwrap();
     }
 
     /// Writes raw bytes.
     pub fn write_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
     }
 
     /// The next frame from the server as (request id, response). Deliveries are returned too.
@@ -167,7 +246,7 @@ impl Client {
 
     /// True if the server closes the connection within `limit` (nothing else may arrive).
     pub fn closed_within(&mut self, limit: Duration) -> bool {
-        self.stream.set_read_timeout(Some(limit)).unwrap();
+        self.stream.tcp().set_read_timeout(Some(limit)).unwrap();
         let mut chunk = [0_u8; 4096];
         let result = loop {
             match self.stream.read(&mut chunk) {
@@ -180,7 +259,10 @@ impl Client {
                 Err(e) => panic!("read failed: {e}"),
             }
         };
-        self.stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
+        self.stream
+            .tcp()
+            .set_read_timeout(Some(READ_LIMIT))
+            .unwrap();
         result
     }
 
