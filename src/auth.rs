@@ -229,6 +229,22 @@ impl ShardAuth {
             .authorize_set_acl(caller, key_id, grants)
     }
 
+    /// True when `caller` may consume from `queue` now (deliveries are checked with this).
+    pub fn may_consume(&self, caller: &Caller, queue: &str) -> bool {
+        self.store
+            .borrow()
+            .authorize(caller, Action::Consume(queue))
+            .is_ok()
+    }
+
+    /// True when `caller` is the bootstrap key or a key that still exists.
+    pub fn is_live(&self, caller: &Caller) -> bool {
+        match caller {
+            Caller::Bootstrap => true,
+            Caller::Key(id) => self.store.borrow().get(id).is_some(),
+        }
+    }
+
     /// Every key (ListApiKeys).
     pub fn list(&self) -> Vec<Arc<KeyRecord>> {
         self.store.borrow().list()

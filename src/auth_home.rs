@@ -20,6 +20,23 @@ impl Broker {
         &self.auth
     }
 
+    /// Tells this shard's connections that a key changed (after it was applied here).
+    pub(super) fn auth_changed(&self, change: &AuthChange) {
+        let key_id = match change {
+            AuthChange::Put(record) => record.id.as_str(),
+            AuthChange::Remove(id) => id.as_str(),
+        };
+        let sinks: Vec<_> = self
+            .connections
+            .borrow()
+            .values()
+            .filter_map(std::rc::Weak::upgrade)
+            .collect();
+        for sink in sinks {
+            sink.auth_changed(key_id);
+        }
+    }
+
     /// Runs `mutation` on the home shard (here, or forwarded over the mesh).
     pub async fn auth_request(self: &Rc<Self>, mutation: AuthMutation) -> AuthPending {
         if self.index == HOME_SHARD {
@@ -49,6 +66,7 @@ impl Broker {
             return Ok(reply);
         };
         audit(&change);
+        self.auth_changed(&change);
         let mut acks = Vec::with_capacity(self.shards.saturating_sub(1));
         for shard in (0..self.shards).filter(|&shard| shard != self.index) {
             let (done, ack) = flume::bounded(1);

@@ -280,6 +280,12 @@ pub type Pending = Pin<Box<dyn Future<Output = Result<Outcome, RouteError>>>>;
 pub trait DeliverySink {
     /// Queues deliveries of `subscription` for writing.
     fn deliver(&self, subscription: u32, deliveries: Vec<Delivery>);
+
+    /// The API key `key_id` was changed or revoked: a connection authenticated with it
+    /// re-checks its subscriptions.
+    fn auth_changed(&self, key_id: &str) {
+        let _ = key_id;
+    }
 }
 
 /// Group-commit bookkeeping: writes accumulate in epoch `open`; the committer closes it.
@@ -449,6 +455,14 @@ impl Broker {
         );
         self.connections.borrow_mut().insert(id, sink);
         id
+    }
+
+    /// Ends every subscription of `connection` and releases its leases on every shard
+    /// (failed attempts), leaving the connection open: what a revoked key's connection gets.
+    pub async fn release_everywhere(&self, connection: ConnectionId) {
+        for shard in 0..self.shards {
+            let _ = self.send(shard, Op::Release { connection }, None).await;
+        }
     }
 
     /// Forgets a connection of this shard. With `release`, every shard ends its
@@ -685,6 +699,7 @@ impl Broker {
                     }
                     ShardMessage::AuthApply { change, done } => {
                         self.auth.apply(&change);
+                        self.auth_changed(&change);
                         let _ = done.send(());
                     }
                 }

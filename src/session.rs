@@ -99,8 +99,22 @@ impl ConnectionHandler for ProtocolHandler {
             }
         };
         let outbox = Rc::new(Outbox::default());
+        if let Some(caller) = &caller {
+            *outbox.guard.borrow_mut() = Some(Guard {
+                caller: caller.clone(),
+                broker: Rc::downgrade(&self.broker),
+            });
+        }
         let sink: Rc<dyn DeliverySink> = outbox.clone();
         let id = self.broker.open_connection(Rc::downgrade(&sink));
+        let watcher = caller.clone().map(|caller| {
+            glommio::spawn_local(watch_key(
+                Rc::clone(&self.broker),
+                Rc::clone(&outbox),
+                caller,
+                id,
+            ))
+        });
         let writer_task = glommio::spawn_local(write_loop(Rc::clone(&outbox), writer));
         let mut session = Session {
             broker: Rc::clone(&self.broker),
@@ -119,6 +133,10 @@ impl ConnectionHandler for ProtocolHandler {
         self.broker.close_connection(id, release).await;
         outbox.closed.set(true);
         outbox.ready.notify();
+        outbox.auth_changed.notify();
+        if let Some(watcher) = watcher {
+            watcher.await;
+        }
         writer_task.await;
     }
 }
@@ -308,6 +326,37 @@ struct Outbox {
     subs: RefCell<HashMap<u32, SubState>>,
     closed: Cell<bool>,
     broken: Cell<bool>,
+    /// Set on authenticated connections: deliveries are re-checked against the key's ACL.
+    guard: RefCell<Option<Guard>>,
+    /// Queue (and owner shard) of every subscription, for the guard.
+    sub_queues: RefCell<HashMap<u32, (usize, String)>>,
+    /// The connection's key changed: its subscriptions are re-checked.
+    auth_changed: Notify,
+}
+
+/// What an authenticated connection re-checks its deliveries with.
+#[derive(Debug)]
+struct Guard {
+    caller: Caller,
+    broker: std::rc::Weak<Broker>,
+}
+
+impl Outbox {
+    /// True when the key of this connection may still consume what `subscription` delivers
+    /// (always, without authentication).
+    fn may_deliver(&self, subscription: u32) -> bool {
+        let guard = self.guard.borrow();
+        let Some(guard) = guard.as_ref() else {
+            return true;
+        };
+        let Some(broker) = guard.broker.upgrade() else {
+            return false;
+        };
+        match self.sub_queues.borrow().get(&subscription) {
+            Some((_, queue)) => broker.auth().may_consume(&guard.caller, queue),
+            None => false,
+        }
+    }
 }
 
 impl Outbox {
@@ -367,6 +416,12 @@ impl DeliverySink for Outbox {
         if self.closed.get() {
             return;
         }
+        if !self.may_deliver(subscription) {
+            // The key lost its consume permission (or was revoked) since the subscription
+            // started: nothing more reaches this client. The watcher cancels the subscription;
+            // these leases expire and the messages are retried.
+            return;
+        }
         {
             let mut subs = self.subs.borrow_mut();
             if let Some(SubState::Opening(waiting)) = subs.get_mut(&subscription) {
@@ -375,6 +430,60 @@ impl DeliverySink for Outbox {
             }
         }
         self.write_deliveries(subscription, &deliveries);
+    }
+
+    fn auth_changed(&self, key_id: &str) {
+        let guard = self.guard.borrow();
+        if let Some(Guard {
+            caller: Caller::Key(id),
+            ..
+        }) = guard.as_ref()
+            && id == key_id
+        {
+            self.auth_changed.notify();
+        }
+    }
+}
+
+/// Re-checks the subscriptions of an authenticated connection whenever its key changes: a
+/// subscription whose queue the key may no longer consume is cancelled; a revoked key's
+/// connection loses every subscription and lease (as on disconnect) but stays open, and its
+/// requests get Forbidden.
+async fn watch_key(
+    broker: Rc<Broker>,
+    outbox: Rc<Outbox>,
+    caller: Caller,
+    connection: fila_shard::ConnectionId,
+) {
+    loop {
+        outbox.auth_changed.wait().await;
+        if outbox.closed.get() {
+            return;
+        }
+        let revoked = !broker.auth().is_live(&caller);
+        let denied: Vec<(u32, usize)> = outbox
+            .sub_queues
+            .borrow()
+            .iter()
+            .filter(|(_, (_, queue))| revoked || !broker.auth().may_consume(&caller, queue))
+            .map(|(subscription, (shard, _))| (*subscription, *shard))
+            .collect();
+        for (subscription, shard) in denied {
+            outbox.sub_queues.borrow_mut().remove(&subscription);
+            outbox.subs.borrow_mut().remove(&subscription);
+            let op = Op::Cancel {
+                connection,
+                subscription,
+            };
+            drop(broker.submit(shard, op).await);
+            tracing::info!(
+                subscription,
+                "subscription ended: the API key of its connection may no longer consume"
+            );
+        }
+        if revoked {
+            broker.release_everywhere(connection).await;
+        }
     }
 }
 
@@ -552,6 +661,7 @@ impl Session {
             Request::Enqueue { messages } => self.enqueue(id, messages).await,
             Request::Consume { queue } => self.consume(id, &queue).await,
             Request::CancelConsume => {
+                self.outbox.sub_queues.borrow_mut().remove(&id);
                 if let Some(shard) = self.subscriptions.remove(&id) {
                     let op = Op::Cancel {
                         connection: self.connection,
@@ -991,6 +1101,10 @@ impl Session {
             .subs
             .borrow_mut()
             .insert(id, SubState::Opening(Vec::new()));
+        self.outbox
+            .sub_queues
+            .borrow_mut()
+            .insert(id, (shard, queue.to_owned()));
         let op = Op::Consume {
             queue: queue.to_owned(),
             connection: self.connection,

@@ -673,3 +673,65 @@ fn open_server_on_a_public_address_warns_and_a_secured_one_does_not() {
     let loopback = TestServer::start();
     assert!(!loopback.stderr().contains("SECURITY WARNING"));
 }
+
+#[test]
+fn a_revoked_or_narrowed_key_stops_receiving_on_open_subscriptions() {
+    let server = auth_server();
+    let mut admin = connect(&server, BOOT);
+    admin.create_queue("feed", 60_000);
+    admin.create_queue("other", 60_000);
+    let (revoked_id, mut revoked) = key_with(&server, &mut admin, "revoked", &[("consume", "*")]);
+    let (narrowed_id, mut narrowed) =
+        key_with(&server, &mut admin, "narrowed", &[("consume", "*")]);
+    let (_, mut witness) = key_with(&server, &mut admin, "witness", &[("consume", "*")]);
+    let revoked_sub = revoked.consume("feed");
+    let narrowed_sub = narrowed.consume("other");
+    admin.enqueue(&[
+        ("feed", b"before-1"),
+        ("feed", b"before-2"),
+        ("other", b"before-3"),
+    ]);
+    let held = revoked.take(revoked_sub, 2);
+    narrowed.take(narrowed_sub, 1);
+
+    assert!(matches!(
+        admin.call(&Request::RevokeApiKey {
+            key_id: revoked_id.as_str().into()
+        }),
+        Response::RevokeApiKeyResult {
+            error_code: ErrorCode::Ok
+        }
+    ));
+    set_acl(&mut admin, &narrowed_id, &[("consume", "feed")]);
+    // Both subscriptions end and the revoked key's leases are released, right after the
+    // change (asynchronously: wait for the stats to show it, bounded).
+    let settled = (0..2_000).any(|_| {
+        let (feed, other) = (admin.stats("feed"), admin.stats("other"));
+        feed.active_consumers == 0 && feed.in_flight == 0 && other.active_consumers == 0
+    });
+    assert!(settled, "subscriptions of the changed keys did not end");
+    // The witness gets the released messages again, and every new message; the revoked and
+    // narrowed connections get nothing more.
+    let witness_feed = witness.consume("feed");
+    let witness_other = witness.consume("other");
+    let new: Vec<(&str, &[u8])> = (0..20).map(|_| ("feed", &b"after"[..])).collect();
+    admin.enqueue(&new);
+    let others: Vec<(&str, &[u8])> = (0..10).map(|_| ("other", &b"after"[..])).collect();
+    admin.enqueue(&others);
+    let got = witness.take(witness_feed, 22);
+    let redelivered: Vec<_> = got.iter().filter(|m| m.attempt_count > 0).collect();
+    assert_eq!(
+        redelivered.len(),
+        2,
+        "the revoked key's two leases came back"
+    );
+    for message in &held {
+        assert!(got.iter().any(|m| m.message_id == message.message_id));
+    }
+    witness.take(witness_other, 10);
+    revoked.ping();
+    narrowed.ping();
+    assert_eq!(revoked.buffered(revoked_sub), 0);
+    assert_eq!(narrowed.buffered(narrowed_sub), 0);
+    assert_eq!(admin.stats("feed").depth, 22);
+}
