@@ -30,6 +30,7 @@ fn store() -> (AuthStore, Vec<String>) {
             superadmin: false,
             token_digest: digest(token.as_bytes()),
             grants,
+            created_by: None,
         })));
         tokens.push(token);
     }

@@ -64,6 +64,8 @@ pub enum AuthMutation {
         superadmin: bool,
         /// Creation time, Unix ms.
         now_ms: u64,
+        /// The creating key (`None` = bootstrap key, or authentication off).
+        created_by: Option<String>,
     },
     /// RevokeApiKey.
     Revoke {
@@ -288,6 +290,7 @@ impl ShardAuth {
                 expires_at_ms,
                 superadmin,
                 now_ms,
+                created_by,
             } => {
                 let token = new_token()?;
                 let record = KeyRecord {
@@ -298,6 +301,7 @@ impl ShardAuth {
                     superadmin,
                     token_digest: digest(token.as_bytes()),
                     grants: Vec::new(),
+                    created_by,
                 };
                 let reply = AuthReply::Created {
                     key_id: record.id.clone(),
@@ -317,7 +321,13 @@ impl ShardAuth {
                     return Ok((AuthReply::NotFound, None));
                 };
                 let mut record = KeyRecord::clone(&existing);
-                record.grants = grants;
+                let mut unique: Vec<Grant> = Vec::with_capacity(grants.len());
+                for grant in grants {
+                    if !unique.contains(&grant) {
+                        unique.push(grant);
+                    }
+                }
+                record.grants = unique;
                 (AuthReply::Done, AuthChange::Put(Arc::new(record)))
             }
         };

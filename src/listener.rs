@@ -193,7 +193,9 @@ async fn run_connection<H: ConnectionHandler>(
                     stream
                 }
                 Err(reason) => {
-                    tracing::info!(shard, %peer, %reason, "TLS handshake failed; connection closed");
+                    // Debug, like refused API keys: a flood of bad connections must not flood
+                    // the log at the default level.
+                    tracing::debug!(shard, %peer, %reason, "TLS handshake failed; connection closed");
                     return;
                 }
             },

@@ -146,7 +146,7 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
             .load()
             .map_err(|error| ServerError::Auth(error_chain(&error)))?,
     );
-    warn_if_open(config);
+    warn_if_open(config, auth_store.len());
     if origin == ShardCountOrigin::Recorded {
         tracing::info!(
             shards,
@@ -221,11 +221,29 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
 }
 
 /// Authentication off on an address other clients can reach: say so, loudly.
-fn warn_if_open(config: &Config) {
+fn warn_if_open(config: &Config, stored_keys: usize) {
     let addr = config.server.listen_addr.0;
     if config.auth.enabled() {
         tracing::info!("API-key authentication is on: every connection must present a key");
-    } else if !addr.ip().is_loopback() {
+        if config
+            .auth
+            .bootstrap_apikey
+            .as_ref()
+            .is_some_and(|key| key.len() < 16)
+        {
+            tracing::warn!(
+                "the bootstrap API key is shorter than 16 characters: use a long random secret (e.g. openssl rand -hex 32)"
+            );
+        }
+        return;
+    }
+    if stored_keys > 0 {
+        tracing::warn!(
+            stored_keys,
+            "authentication is OFF (no bootstrap API key configured): the {stored_keys} stored API key(s) and their permissions are not enforced"
+        );
+    }
+    if !addr.ip().is_loopback() {
         tracing::warn!(
             "SECURITY WARNING: authentication is OFF and fila-server listens on {addr}, which is \
              not a loopback address: anyone who can reach it can read, write and delete every \

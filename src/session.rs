@@ -879,11 +879,20 @@ impl Session {
                     reply(error(ErrorCode::InvalidConfigValue, &message));
                     return None;
                 }
+                if name.chars().any(char::is_control) {
+                    let message = "an API key name must not contain control characters";
+                    reply(error(ErrorCode::InvalidConfigValue, message));
+                    return None;
+                }
                 let mutation = AuthMutation::Create {
                     name: name.to_string(),
                     expires_at_ms,
                     superadmin: is_superadmin,
                     now_ms: rt::clock::now().as_millis(),
+                    created_by: match &self.caller {
+                        Some(Caller::Key(id)) => Some(id.clone()),
+                        Some(Caller::Bootstrap) | None => None,
+                    },
                 };
                 let pending = self.broker.auth_request(mutation).await;
                 self.answer_auth(id, pending, |reply| match reply {

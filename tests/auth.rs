@@ -735,3 +735,80 @@ fn a_revoked_or_narrowed_key_stops_receiving_on_open_subscriptions() {
     assert_eq!(narrowed.buffered(narrowed_sub), 0);
     assert_eq!(admin.stats("feed").depth, 22);
 }
+
+#[test]
+fn hardening_beyond_the_reference() {
+    let server = auth_server();
+    let mut boot = connect(&server, BOOT);
+    let (_, mut scoped) = key_with(&server, &mut boot, "orders-admin", &[("admin", "orders.*")]);
+    let (_, mut worker) = key_with(&server, &mut boot, "w", &[("consume", "orders.*")]);
+    // orders.* does not reach orders.dlq, the dead-letter queue of the queue "orders".
+    boot.create_queue("orders", 0);
+    assert_forbidden(scoped.call(&Request::DeleteQueue {
+        queue: "orders.dlq".into(),
+    }));
+    assert_forbidden(worker.call(&Request::Consume {
+        queue: "orders.dlq".into(),
+    }));
+    assert!(matches!(
+        scoped.call(&create_queue_request("orders.eu")),
+        Response::CreateQueueResult {
+            error_code: ErrorCode::Ok,
+            ..
+        }
+    ));
+    worker.consume("orders.eu.dlq");
+    // A fresh key another admin created cannot be claimed by a tenant admin.
+    let (fresh, _) = create_key(&mut boot, "payments-worker", false, 0);
+    assert_forbidden(scoped.call(&set_acl_request(&fresh, &[("consume", "orders.eu")])));
+    // Patterns with a * anywhere but alone or after the last dot, or with control characters,
+    // are refused before anything is stored; duplicates are stored once.
+    for bad in [
+        "orders.*x",
+        "orders.eu.*.*",
+        "*.*",
+        "* ",
+        "orders.\u{1b}[2J",
+    ] {
+        match boot.call(&set_acl_request(&fresh, &[("consume", bad)])) {
+            Response::Error {
+                code: ErrorCode::InvalidConfigValue,
+                ..
+            } => {}
+            other => panic!("pattern {bad:?}: {other:?}"),
+        }
+    }
+    set_acl(&mut boot, &fresh, &[("consume", "a"), ("consume", "a")]);
+    match boot.call(&Request::GetAcl {
+        key_id: fresh.as_str().into(),
+    }) {
+        Response::GetAclResult { permissions, .. } => assert_eq!(permissions.len(), 1),
+        other => panic!("GetAcl: {other:?}"),
+    }
+    // Key names cannot carry terminal escapes.
+    assert!(matches!(
+        boot.call(&Request::CreateApiKey {
+            name: "evil\u{1b}[2J".into(),
+            expires_at_ms: 0,
+            is_superadmin: false,
+        }),
+        Response::Error {
+            code: ErrorCode::InvalidConfigValue,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn stored_keys_without_a_bootstrap_key_are_reported_as_not_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        env: vec![("FILA_BOOTSTRAP_APIKEY".to_owned(), BOOT.to_owned())],
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_on(dir.path(), options);
+    create_key(&mut connect(&server, BOOT), "k", false, 0);
+    drop(server);
+    let mut open = TestServer::start_on(dir.path(), ServerOptions::default());
+    assert!(open.wait_for_log("stored API key(s) and their permissions are not enforced"));
+}

@@ -22,7 +22,13 @@ use common::{ServerOptions, TestServer, run_to_exit};
 use fila_wire::{ErrorCode, Handshake, Request, Response};
 
 fn start(files: &TlsFiles) -> TestServer {
-    TestServer::start_with(ServerOptions::default().with_config(&files.config()))
+    let mut options = ServerOptions::default().with_config(&files.config());
+    // Failed TLS handshakes are logged at debug (a flood must not flood the log).
+    options.env.push((
+        "RUST_LOG".to_owned(),
+        "info,fila::listener=debug".to_owned(),
+    ));
+    TestServer::start_with(options)
 }
 
 #[test]
@@ -106,7 +112,12 @@ fn a_silent_client_does_not_stall_accepts_and_is_closed_at_the_handshake_timeout
     let ca = Ca::new("test CA");
     let files = TlsFiles::new(&ca.server_cert());
     let config = format!("[server]\nhandshake_timeout_ms = 300\n{}", files.config());
-    let mut server = TestServer::start_with(ServerOptions::shards(1).with_config(&config));
+    let mut options = ServerOptions::shards(1).with_config(&config);
+    options.env.push((
+        "RUST_LOG".to_owned(),
+        "info,fila::listener=debug".to_owned(),
+    ));
+    let mut server = TestServer::start_with(options);
     let mut silent = Client::connect_raw(server.addr);
     // The only shard still accepts and serves TLS clients while the silent one waits.
     connect(server.addr, &client_config(&ca, None))

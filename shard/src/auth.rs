@@ -7,9 +7,11 @@
 //! every change on every shard's copy, and checks permissions against the local copy only.
 //!
 //! Rules beyond the reference server (documented in docs/security.md): an admin whose grants
-//! are not global may change the ACL only of a key that is not a superadmin and whose current
-//! grants all lie inside the caller's admin patterns, so one tenant's admin cannot strip
-//! another tenant's key.
+//! are not global may change the ACL only of a key that is not a superadmin, whose current
+//! grants all lie inside the caller's admin patterns, and which either has grants or was
+//! created by the caller — so one tenant's admin can neither strip another tenant's key nor
+//! claim a fresh key another admin created. `p.*` does not cover `p.dlq` (see
+//! [`Pattern::matches`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +27,8 @@ pub type TokenDigest = [u8; DIGEST_BYTES];
 pub const GRANTS_MAX: usize = 1024;
 /// Longest accepted key name and pattern, in bytes.
 pub const TEXT_BYTES_MAX: usize = 1024;
+/// What follows `<queue>.` in the name of a queue's dead-letter queue.
+const DLQ_SUFFIX_NAME: &str = "dlq";
 
 /// What a grant allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,9 +91,15 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    /// Parses `*`, `<prefix>.*` or an exact name. Empty text is refused; so is `.*` (an empty
-    /// prefix) — anything else is an exact name, like the reference server.
+    /// Parses `*`, `<prefix>.*` or an exact name. Refused: the empty pattern, `.*` (an empty
+    /// prefix), a `*` anywhere else (`a*`, `a.*.b`, `a.*.*`), and control characters or
+    /// surrounding whitespace.
     pub fn parse(text: &str) -> Result<Pattern, String> {
+        let invalid = |why: &str| {
+            Err(format!(
+                "invalid permission pattern {text:?}: {why}; use *, <prefix>.* or an exact queue name"
+            ))
+        };
         if text.is_empty() {
             return Err("a permission pattern must not be empty".to_owned());
         }
@@ -99,25 +109,38 @@ impl Pattern {
                 text.len()
             ));
         }
+        if text.chars().any(char::is_control) {
+            return invalid("control characters are not allowed");
+        }
+        if text.trim() != text {
+            return invalid("leading or trailing whitespace is not allowed");
+        }
         if text == "*" {
             return Ok(Pattern::Any);
         }
-        if let Some(prefix) = text.strip_suffix('*') {
-            if prefix.len() > 1 && prefix.ends_with('.') {
-                return Ok(Pattern::Prefix(prefix.to_owned()));
-            }
-            return Err(format!(
-                "invalid permission pattern {text:?}: use *, <prefix>.* or an exact queue name"
-            ));
+        let (body, prefix) = match text.strip_suffix(".*") {
+            Some(body) => (body, true),
+            None => (text, false),
+        };
+        if body.is_empty() || body.contains('*') {
+            return invalid("* may only be the whole pattern or follow the last \".\"");
         }
-        Ok(Pattern::Exact(text.to_owned()))
+        Ok(if prefix {
+            Pattern::Prefix(format!("{body}."))
+        } else {
+            Pattern::Exact(text.to_owned())
+        })
     }
 
-    /// True when `queue` is covered.
+    /// True when `queue` is covered. Beyond the reference server, `p.*` does not cover
+    /// `p.dlq`: that is the dead-letter queue of the queue `p`, which `p.*` does not cover
+    /// either (it covers `p.x.dlq`, the DLQ of `p.x`).
     pub fn matches(&self, queue: &str) -> bool {
         match self {
             Pattern::Any => true,
-            Pattern::Prefix(prefix) => queue.starts_with(prefix.as_str()),
+            Pattern::Prefix(prefix) => queue
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest != DLQ_SUFFIX_NAME),
             Pattern::Exact(name) => queue == name,
         }
     }
@@ -130,7 +153,7 @@ impl Pattern {
             (Pattern::Any, _) => true,
             (_, Pattern::Any) => false,
             (Pattern::Prefix(outer), Pattern::Prefix(inner)) => inner.starts_with(outer.as_str()),
-            (Pattern::Prefix(outer), Pattern::Exact(name)) => name.starts_with(outer.as_str()),
+            (Pattern::Prefix(_), Pattern::Exact(name)) => self.matches(name),
             (Pattern::Exact(outer), Pattern::Exact(name)) => outer == name,
             (Pattern::Exact(_), Pattern::Prefix(_)) => false,
         }
@@ -186,6 +209,8 @@ pub struct KeyRecord {
     pub token_digest: TokenDigest,
     /// The ACL, in the order it was set.
     pub grants: Vec<Grant>,
+    /// The key that created this one; `None` = the bootstrap key, or authentication off.
+    pub created_by: Option<String>,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -198,6 +223,7 @@ impl fmt::Debug for KeyRecord {
             .field("expires_at_ms", &self.expires_at_ms)
             .field("superadmin", &self.superadmin)
             .field("grants", &self.grants)
+            .field("created_by", &self.created_by)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +248,7 @@ impl KeyRecord {
             w.u8(grant.kind.code());
             w.str(&grant.pattern.to_string());
         }
+        w.opt_str(self.created_by.as_deref());
         w.finish()
     }
 
@@ -243,6 +270,7 @@ impl KeyRecord {
             let pattern = Pattern::parse(r.str()?)?;
             grants.push(Grant { kind, pattern });
         }
+        let created_by = r.opt_str()?.map(str::to_owned);
         r.end()?;
         Ok(KeyRecord {
             id,
@@ -252,6 +280,7 @@ impl KeyRecord {
             superadmin,
             token_digest,
             grants,
+            created_by,
         })
     }
 
@@ -323,7 +352,7 @@ pub enum Denied {
     },
     /// SetAcl on a key this admin does not control.
     #[error(
-        "API key {key_id:?} holds permissions outside this API key's admin patterns (or is a superadmin)"
+        "API key {key_id:?} is not managed by this API key (a superadmin, a key with permissions outside this key's admin patterns, or a key without permissions created by another key)"
     )]
     ForeignKey {
         /// The target key.
@@ -515,9 +544,15 @@ impl AuthStore {
                 });
             }
         }
+        let own = |existing: &KeyRecord| match caller {
+            Caller::Key(id) => existing.created_by.as_deref() == Some(id.as_str()),
+            Caller::Bootstrap => false,
+        };
         if !admin.contains(&&Pattern::Any)
             && let Some(existing) = self.by_id.get(target)
-            && (existing.superadmin || !existing.grants.iter().all(|g| inside(&g.pattern)))
+            && (existing.superadmin
+                || !existing.grants.iter().all(|g| inside(&g.pattern))
+                || (existing.grants.is_empty() && !own(existing)))
         {
             return Err(Denied::ForeignKey {
                 key_id: target.to_owned(),

@@ -154,7 +154,7 @@ fn queue(
                     error_code: ErrorCode::Ok,
                     ..
                 } => {
-                    writeln!(out, "Created queue \"{name}\"")?;
+                    writeln!(out, "Created queue \"{}\"", one_line(&name))?;
                     Ok(())
                 }
                 Response::CreateQueueResult {
@@ -185,7 +185,7 @@ fn queue(
                 Response::DeleteQueueResult {
                     error_code: ErrorCode::Ok,
                 } => {
-                    writeln!(out, "Deleted queue \"{name}\"")?;
+                    writeln!(out, "Deleted queue \"{}\"", one_line(&name))?;
                     Ok(())
                 }
                 Response::DeleteQueueResult { error_code } => {
@@ -817,11 +817,14 @@ fn pattern_problem(pattern: &str) -> Option<&'static str> {
 /// The lines printed once when a key is created.
 pub fn created_key_text(name: &str, key_id: &str, key: &str, superadmin: bool) -> String {
     format!(
-        "Created API key \"{name}\"\n\
-         Key ID:     {key_id}\n\
-         Token:      {key}\n\
+        "Created API key \"{}\"\n\
+         Key ID:     {}\n\
+         Token:      {}\n\
          Superadmin: {}\n\
          The token is shown only now and cannot be retrieved later; store it somewhere safe.\n",
+        one_line(name),
+        one_line(key_id),
+        one_line(key),
         yes_no(superadmin)
     )
 }

@@ -19,9 +19,19 @@ impl Table {
         }
     }
 
-    /// Appends a row; missing cells are empty, extra cells are dropped.
+    /// Appends a row; missing cells are empty, extra cells are dropped. Control characters
+    /// in cells are escaped (a name holding terminal escapes or newlines cannot forge lines).
     pub fn row(&mut self, cells: Vec<String>) {
-        let mut cells = cells;
+        let mut cells: Vec<String> = cells
+            .into_iter()
+            .map(|cell| {
+                if cell.chars().any(char::is_control) {
+                    crate::cli::commands::one_line(&cell)
+                } else {
+                    cell
+                }
+            })
+            .collect();
         cells.resize(self.header.len(), String::new());
         self.rows.push(cells);
     }
@@ -57,5 +67,12 @@ mod tests {
         table.row(vec!["orders".into(), "12".into()]);
         table.row(vec!["q".into(), "1".into()]);
         assert_eq!(table.render(), "NAME    DEPTH\norders  12\nq       1\n");
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_lines() {
+        let mut table = Table::new(&["NAME"]);
+        table.row(vec!["evil\u{1b}[2J\nfake row".into()]);
+        assert_eq!(table.render(), "NAME\nevil\\u{1b}[2J\\nfake row\n");
     }
 }

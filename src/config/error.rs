@@ -101,6 +101,14 @@ pub enum ConfigError {
         /// `--require-auth` or `[auth] in <file> (required = true)`.
         by: String,
     },
+    /// A bootstrap key no client could present.
+    #[error("the bootstrap API key from {from} cannot be used: {problem}")]
+    BadBootstrapKey {
+        /// `FILA_BOOTSTRAP_APIKEY` or `[auth] in <file> bootstrap_apikey`.
+        from: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// `[tls]` without a certificate or key.
     #[error("{origin} has no {missing}: TLS needs both cert_file and key_file (PEM paths)")]
     TlsIncomplete {

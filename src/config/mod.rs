@@ -201,6 +201,15 @@ fn auth_config(
     let bootstrap_apikey = env(ENV_BOOTSTRAP_APIKEY)
         .filter(|key| !key.is_empty())
         .or_else(|| section.bootstrap_apikey.filter(|key| !key.is_empty()));
+    if let Some(key) = &bootstrap_apikey {
+        let from = if env(ENV_BOOTSTRAP_APIKEY).is_some_and(|key| !key.is_empty()) {
+            ENV_BOOTSTRAP_APIKEY.to_owned()
+        } else {
+            in_file(file, "auth") + " bootstrap_apikey"
+        };
+        check_bootstrap_key(key)
+            .map_err(|problem| ConfigError::BadBootstrapKey { from, problem })?;
+    }
     let required = flags.require_auth || section.required;
     if required && bootstrap_apikey.is_none() {
         let by = if flags.require_auth {
@@ -214,6 +223,27 @@ fn auth_config(
         bootstrap_apikey,
         required,
     })
+}
+
+/// Longest bootstrap key: handshake keys over this length are refused unread.
+pub const BOOTSTRAP_KEY_BYTES_MAX: usize = 4096;
+
+/// A bootstrap key clients can actually send: not blank, no surrounding whitespace (a pasted
+/// newline would lock everyone out), no control characters, at most 4 KiB.
+fn check_bootstrap_key(key: &str) -> Result<(), &'static str> {
+    if key.trim().is_empty() {
+        return Err("it is blank");
+    }
+    if key.trim() != key {
+        return Err("it has leading or trailing whitespace");
+    }
+    if key.chars().any(char::is_control) {
+        return Err("it contains control characters");
+    }
+    if key.len() > BOOTSTRAP_KEY_BYTES_MAX {
+        return Err("it is longer than 4096 bytes");
+    }
+    Ok(())
 }
 
 /// `[tls]` needs both `cert_file` and `key_file`; `ca_file` is optional.

@@ -229,3 +229,26 @@ fn cluster_keys_are_reported_for_the_warning() {
     .unwrap();
     assert_eq!(config.ignored_cluster_keys, ["node_id"]);
 }
+
+#[test]
+fn unusable_bootstrap_keys_are_refused() {
+    let long = "k".repeat(5000);
+    let cases: [(&'static str, &str); 4] = [
+        ("   ", "blank"),
+        ("key\n", "whitespace"),
+        ("a\u{1b}b", "control characters"),
+        (Box::leak(long.into_boxed_str()), "longer than 4096"),
+    ];
+    for (key, problem) in cases {
+        let env: Env = Box::leak(Box::new([("FILA_BOOTSTRAP_APIKEY", key)]));
+        let message = load(Case {
+            file: None,
+            env,
+            flags: Flags::default(),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("FILA_BOOTSTRAP_APIKEY"), "{message}");
+        assert!(message.contains(problem), "{message}");
+    }
+}

@@ -21,6 +21,7 @@ fn key(id: &str, superadmin: bool, grants: &[(&str, &str)]) -> KeyRecord {
         superadmin,
         token_digest: digest,
         grants: grants.iter().map(|(k, p)| grant(k, p)).collect(),
+        created_by: None,
     }
 }
 
@@ -55,7 +56,20 @@ fn patterns_parse_and_match() {
         Pattern::parse("orders").unwrap(),
         Pattern::Exact("orders".to_owned())
     );
-    for bad in ["", ".*", "orders*", "a*b*"] {
+    for bad in [
+        "",
+        ".*",
+        "orders*",
+        "a*b*",
+        "orders.*x",
+        "orders.eu.*.*",
+        "*.*",
+        "orders.*.dlq",
+        "* ",
+        " *",
+        "orders.\u{1b}",
+        "a\nb",
+    ] {
         assert!(Pattern::parse(bad).is_err(), "{bad:?}");
     }
     let prefix = Pattern::parse("orders.*").unwrap();
@@ -64,6 +78,14 @@ fn patterns_parse_and_match() {
     assert!(!prefix.matches("orders"));
     assert!(!prefix.matches("ordersx.eu"));
     assert!(Pattern::Any.matches("anything"));
+    // The DLQ of the exact queue "orders" is not in the orders.* family.
+    assert!(!prefix.matches("orders.dlq"));
+    assert!(prefix.matches("orders.dlq.x"));
+    assert!(
+        !Pattern::parse("orders.*")
+            .unwrap()
+            .contains(&Pattern::parse("orders.dlq").unwrap())
+    );
     assert_eq!(prefix.to_string(), "orders.*");
 }
 
@@ -205,20 +227,35 @@ fn key_creation_rows() {
 
 #[test]
 fn delegation_rows() {
-    let s = store();
+    let mut s = store();
+    let mut fresh = key("fresh-by-orders", false, &[]);
+    fresh.created_by = Some("orders-admin".to_owned());
+    s.apply(&AuthChange::Put(Arc::new(fresh)));
     let orders = caller("orders-admin");
     let inside = [grant("consume", "orders.eu"), grant("admin", "orders.eu.*")];
-    assert_eq!(s.authorize_set_acl(&orders, "none", &inside), Ok(()));
+    assert_eq!(
+        s.authorize_set_acl(&orders, "fresh-by-orders", &inside),
+        Ok(())
+    );
+    // A fresh key another admin (here the bootstrap key) created cannot be claimed.
     assert!(matches!(
-        s.authorize_set_acl(&orders, "none", &[grant("produce", "*")]),
+        s.authorize_set_acl(&orders, "none", &inside),
+        Err(Denied::ForeignKey { .. })
+    ));
+    assert_eq!(
+        s.authorize_set_acl(&caller("global"), "none", &inside),
+        Ok(())
+    );
+    assert!(matches!(
+        s.authorize_set_acl(&orders, "fresh-by-orders", &[grant("produce", "*")]),
         Err(Denied::Delegation { .. })
     ));
     assert!(matches!(
-        s.authorize_set_acl(&orders, "none", &[grant("produce", "orders")]),
+        s.authorize_set_acl(&orders, "fresh-by-orders", &[grant("produce", "orders")]),
         Err(Denied::Delegation { .. })
     ));
     assert_eq!(
-        s.authorize_set_acl(&caller("worker"), "none", &inside),
+        s.authorize_set_acl(&caller("worker"), "fresh-by-orders", &inside),
         Err(Denied::NoAdmin)
     );
     // Beyond the reference: another tenant's key and superadmin keys are off limits.
@@ -237,18 +274,21 @@ fn delegation_rows() {
         Ok(())
     );
     let exact = caller("exact-admin");
+    let mut billing = key("billing-worker", false, &[("produce", "billing")]);
+    billing.created_by = Some("someone-else".to_owned());
+    s.apply(&AuthChange::Put(Arc::new(billing)));
     assert_eq!(
-        s.authorize_set_acl(&exact, "none", &[grant("produce", "billing")]),
+        s.authorize_set_acl(&exact, "billing-worker", &[grant("consume", "billing")]),
         Ok(())
     );
     assert!(
-        s.authorize_set_acl(&exact, "none", &[grant("produce", "billing.*")])
+        s.authorize_set_acl(&exact, "billing-worker", &[grant("produce", "billing.*")])
             .is_err()
     );
 }
 
 fn pattern_strategy() -> impl Strategy<Value = Pattern> {
-    let segment = prop::sample::select(vec!["a", "b", "ab"]);
+    let segment = prop::sample::select(vec!["a", "b", "ab", "dlq"]);
     prop_oneof![
         Just(Pattern::Any),
         prop::collection::vec(segment.clone(), 1..4)
@@ -263,7 +303,7 @@ proptest! {
     fn containment_implies_matching(
         outer in pattern_strategy(),
         inner in pattern_strategy(),
-        queue in prop::collection::vec(prop::sample::select(vec!["a", "b", "ab"]), 1..5),
+        queue in prop::collection::vec(prop::sample::select(vec!["a", "b", "ab", "dlq"]), 1..5),
     ) {
         let queue = queue.join(".");
         if outer.contains(&inner) && inner.matches(&queue) {

@@ -128,6 +128,7 @@ mod tests {
             superadmin: false,
             token_digest: [3; DIGEST_BYTES],
             grants: vec![Grant::parse("produce", "a.*").unwrap()],
+            created_by: Some("creator".to_owned()),
         }
     }
 
