@@ -15,11 +15,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use fila_pem::PemError;
 use futures_rustls::TlsAcceptor;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 
@@ -211,63 +211,27 @@ fn client_verifier(
         })
 }
 
-/// The contents of `path`.
-fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        key,
-        path: path.to_path_buf(),
-        source,
-    })
+/// A `fila_pem` failure as the `TlsError` naming the config key and the file.
+fn file_error(key: &'static str, path: &Path, error: PemError) -> TlsError {
+    let path = path.to_path_buf();
+    match error {
+        PemError::Read(source) => TlsError::Read { key, path, source },
+        PemError::NoCertificate => TlsError::NoCertificate { key, path },
+        PemError::NoKey => TlsError::NoKey { path },
+        PemError::Invalid(problem) | PemError::BadCa(problem) => {
+            TlsError::Pem { key, path, problem }
+        }
+    }
 }
 
 /// Every certificate in the PEM file `path`, in file order; at least one.
 fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read(key, path)?;
-    let chain = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| TlsError::Pem {
-            key,
-            path: path.to_path_buf(),
-            problem: pem_problem(&error),
-        })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            key,
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(chain)
+    fila_pem::certificates(path).map_err(|error| file_error(key, path, error))
 }
 
 /// The first private key in the PEM file `path`.
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read("tls.key_file", path)?;
-    match PrivateKeyDer::from_pem_slice(&bytes) {
-        Ok(key) => Ok(key),
-        Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
-            path: path.to_path_buf(),
-        }),
-        Err(error) => Err(TlsError::Pem {
-            key: "tls.key_file",
-            path: path.to_path_buf(),
-            problem: pem_problem(&error),
-        }),
-    }
-}
-
-/// A PEM parse error as a phrase for an operator (rustls prints markers as byte lists).
-fn pem_problem(error: &pem::Error) -> String {
-    match error {
-        pem::Error::MissingSectionEnd { end_marker } => format!(
-            "a section has no \"-----END {}-----\" line",
-            String::from_utf8_lossy(end_marker)
-        ),
-        pem::Error::IllegalSectionStart { line } => format!(
-            "malformed section start {:?}",
-            String::from_utf8_lossy(line)
-        ),
-        other => other.to_string(),
-    }
+    fila_pem::private_key(path).map_err(|error| file_error("tls.key_file", path, error))
 }
 
 #[cfg(test)]
@@ -308,7 +272,7 @@ mod tests {
 
     #[test]
     fn pem_problems_read_as_text() {
-        let problem = pem_problem(&pem::Error::MissingSectionEnd {
+        let problem = fila_pem::problem(&rustls::pki_types::pem::Error::MissingSectionEnd {
             end_marker: b"CERTIFICATE".to_vec(),
         });
         assert_eq!(

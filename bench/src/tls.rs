@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, ClientConfig, RootCertStore};
+
+use fila_pem::PemError;
 
 use crate::error::{BenchError, Result};
 
@@ -81,60 +82,35 @@ fn setup(message: String) -> BenchError {
     BenchError::TlsSetup(message)
 }
 
-fn read(path: &Path, flag: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| setup(format!("cannot read {flag} {}: {e}", path.display())))
-}
-
-fn certificates(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path, flag)?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            setup(format!(
-                "{flag} {}: not a PEM certificate file: {e}",
-                path.display()
-            ))
-        })?;
-    if chain.is_empty() {
-        return Err(setup(format!(
-            "{flag} {}: no CERTIFICATE block in the file",
-            path.display()
-        )));
-    }
-    Ok(chain)
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = read(path, "--tls-key")?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-        setup(format!(
-            "--tls-key {}: not a PEM private key: {e}",
-            path.display()
-        ))
+/// A `fila_pem` failure as a sentence naming the flag and the file.
+fn file_error(flag: &str, path: &Path, error: PemError) -> BenchError {
+    let path = path.display();
+    setup(match error {
+        PemError::Read(e) => format!("cannot read {flag} {path}: {e}"),
+        PemError::Invalid(reason) if flag == "--tls-key" => {
+            format!("{flag} {path}: not a PEM private key: {reason}")
+        }
+        PemError::Invalid(reason) => format!("{flag} {path}: not a PEM certificate file: {reason}"),
+        PemError::NoCertificate => format!("{flag} {path}: no CERTIFICATE block in the file"),
+        PemError::NoKey => format!("{flag} {path}: not a PEM private key: no key in the file"),
+        PemError::BadCa(reason) => format!("{flag} {path}: {reason}"),
     })
 }
 
+fn certificates(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
+    fila_pem::certificates(path).map_err(|error| file_error(flag, path, error))
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    fila_pem::private_key(path).map_err(|error| file_error("--tls-key", path, error))
+}
+
 fn roots_from_file(path: &Path) -> Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    for cert in certificates(path, "--tls-ca-cert")? {
-        roots
-            .add(cert)
-            .map_err(|e| setup(format!("--tls-ca-cert {}: {e}", path.display())))?;
-    }
-    Ok(roots)
+    fila_pem::roots(path).map_err(|error| file_error("--tls-ca-cert", path, error))
 }
 
 fn system_roots() -> Result<RootCertStore> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        return Err(setup(
-            "no trusted CA certificates were found on this system; pass --tls-ca-cert PATH"
-                .to_owned(),
-        ));
-    }
-    Ok(roots)
+    fila_pem::system_roots().map_err(|problem| setup(format!("{problem}; pass --tls-ca-cert PATH")))
 }
 
 /// A readable reason for a failed TLS read, write or handshake (rustls errors travel inside

@@ -9,9 +9,10 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore};
+
+use fila_pem::PemError;
 
 use crate::cli::error::CliError;
 
@@ -53,77 +54,50 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, CliError
     Ok(Arc::new(config))
 }
 
-fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| {
-        CliError::Input(format!(
-            "cannot read the {what} \"{}\": {e}",
-            path.display()
-        ))
+/// A `fila_pem` failure as a sentence naming the file and its flag.
+fn file_error(what: &str, path: &Path, error: PemError) -> CliError {
+    let path = path.display();
+    CliError::Input(match error {
+        PemError::Read(e) => format!("cannot read the {what} \"{path}\": {e}"),
+        PemError::Invalid(reason) => {
+            format!("the {what} \"{path}\" is not a valid PEM certificate file: {reason}")
+        }
+        PemError::NoCertificate => format!(
+            "the {what} \"{path}\" is not a valid PEM certificate file: it holds no CERTIFICATE block"
+        ),
+        PemError::NoKey => {
+            format!("the {what} \"{path}\" is not a PEM private key: it holds no PRIVATE KEY block")
+        }
+        PemError::BadCa(reason) => format!("the {what} \"{path}\" cannot be used: {reason}"),
     })
 }
 
 /// The certificates of a PEM file; at least one.
 fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, CliError> {
-    let pem = read_file(path, what)?;
-    let invalid = |reason: String| {
-        CliError::Input(format!(
-            "the {what} \"{}\" is not a valid PEM certificate file: {reason}",
-            path.display()
-        ))
-    };
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(invalid("it holds no CERTIFICATE block".to_owned()));
-    }
-    Ok(chain)
+    fila_pem::certificates(path).map_err(|error| file_error(what, path, error))
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CliError> {
-    let pem = read_file(path, "client key (--tls-key)")?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-        let reason = match e {
-            rustls::pki_types::pem::Error::NoItemsFound => {
-                "it holds no PRIVATE KEY block".to_owned()
-            }
-            other => other.to_string(),
-        };
-        CliError::Input(format!(
-            "the client key (--tls-key) \"{}\" is not a PEM private key: {reason}",
+    let what = "client key (--tls-key)";
+    fila_pem::private_key(path).map_err(|error| match error {
+        PemError::Invalid(reason) => CliError::Input(format!(
+            "the {what} \"{}\" is not a PEM private key: {reason}",
             path.display()
-        ))
+        )),
+        other => file_error(what, path, other),
     })
 }
 
 fn roots_from_file(path: &Path) -> Result<RootCertStore, CliError> {
-    let mut roots = RootCertStore::empty();
-    for cert in certificates(path, "CA certificate (--tls-ca-cert)")? {
-        roots.add(cert).map_err(|e| {
-            CliError::Input(format!(
-                "the CA certificate (--tls-ca-cert) \"{}\" cannot be used: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    Ok(roots)
+    fila_pem::roots(path).map_err(|error| file_error("CA certificate (--tls-ca-cert)", path, error))
 }
 
 fn system_roots() -> Result<RootCertStore, CliError> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let detail = found
-            .errors
-            .first()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        return Err(CliError::Input(format!(
-            "no trusted CA certificates were found on this system{detail}; pass the server's CA with --tls-ca-cert PATH"
-        )));
-    }
-    Ok(roots)
+    fila_pem::system_roots().map_err(|problem| {
+        CliError::Input(format!(
+            "{problem}; pass the server's CA with --tls-ca-cert PATH"
+        ))
+    })
 }
 
 /// The name the server certificate must carry: the host part of a normalized `host:port`

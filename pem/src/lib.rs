@@ -1,0 +1,132 @@
+//! `fila-pem`: the PEM files of Fila's TLS, read from paths — certificate chains, private
+//! keys, CA bundles, and the system's trust store. One reader for the server (`[tls]`), the
+//! `fila` CLI and `fila-bench` (`--tls-*`); each caller names the file and its flag or config
+//! key in its own messages, this crate says what is wrong with the file.
+
+use std::path::Path;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// What is wrong with a PEM file (the caller says which file it is).
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The file cannot be read.
+    #[error("cannot be read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The file is not valid PEM (the phrase says where).
+    #[error("is not a valid PEM file: {0}")]
+    Invalid(String),
+    /// No certificate block.
+    #[error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate,
+    /// No private-key block.
+    #[error("holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    NoKey,
+    /// A CA certificate rustls cannot use as a trust anchor.
+    #[error("holds a CA certificate that cannot be used: {0}")]
+    BadCa(String),
+}
+
+/// Every certificate in the PEM file `path`, in file order; at least one.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let bytes = std::fs::read(path).map_err(PemError::Read)?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| PemError::Invalid(problem(&error)))?;
+    if chain.is_empty() {
+        return Err(PemError::NoCertificate);
+    }
+    Ok(chain)
+}
+
+/// The first private key in the PEM file `path`.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    let bytes = std::fs::read(path).map_err(PemError::Read)?;
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(key) => Ok(key),
+        Err(pem::Error::NoItemsFound) => Err(PemError::NoKey),
+        Err(error) => Err(PemError::Invalid(problem(&error))),
+    }
+}
+
+/// The CA certificates of the PEM file `path`, as trust anchors.
+pub fn roots(path: &Path) -> Result<RootCertStore, PemError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(path)? {
+        roots
+            .add(cert)
+            .map_err(|error| PemError::BadCa(error.to_string()))?;
+    }
+    Ok(roots)
+}
+
+/// The operating system's trusted CA certificates; `Err` with a phrase when none were found.
+pub fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let detail = found
+            .errors
+            .first()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "no trusted CA certificates were found on this system{detail}"
+        ));
+    }
+    Ok(roots)
+}
+
+/// A PEM parse error as a phrase for an operator (rustls prints markers as byte lists).
+pub fn problem(error: &pem::Error) -> String {
+    match error {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no \"-----END {}-----\" line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => format!(
+            "malformed section start {:?}",
+            String::from_utf8_lossy(line)
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_rcgen_writes_and_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        assert_eq!(certificates(&cert_path).unwrap().len(), 1);
+        assert!(private_key(&key_path).is_ok());
+        assert!(roots(&cert_path).is_ok());
+        assert!(matches!(
+            certificates(&key_path),
+            Err(PemError::NoCertificate)
+        ));
+        assert!(matches!(private_key(&cert_path), Err(PemError::NoKey)));
+        assert!(matches!(
+            certificates(&dir.path().join("missing.pem")),
+            Err(PemError::Read(_))
+        ));
+        std::fs::write(&cert_path, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+        let Err(PemError::Invalid(problem)) = certificates(&cert_path) else {
+            panic!("truncated PEM accepted");
+        };
+        assert!(problem.contains("-----END CERTIFICATE-----"), "{problem}");
+    }
+}
