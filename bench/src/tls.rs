@@ -44,25 +44,23 @@ impl TlsClient {
             Some(path) => roots_from_file(path)?,
             None => system_roots()?,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| setup(format!("the TLS client cannot be set up: {e}")))?
-            .with_root_certificates(roots);
-        let config = match &options.client_cert {
-            None => builder.with_no_client_auth(),
-            Some((cert_path, key_path)) => {
-                let chain = certificates(cert_path, "--tls-cert")?;
-                let key = private_key(key_path)?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    setup(format!(
-                        "--tls-cert {} and --tls-key {} cannot be used together: {e}",
-                        cert_path.display(),
-                        key_path.display()
-                    ))
-                })?
-            }
+        let client_auth = match &options.client_cert {
+            None => None,
+            Some((cert_path, key_path)) => Some((
+                certificates(cert_path, "--tls-cert")?,
+                private_key(key_path)?,
+            )),
         };
+        let config = fila_pem::client_config(roots, client_auth).map_err(|e| {
+            setup(match &options.client_cert {
+                Some((cert_path, key_path)) => format!(
+                    "--tls-cert {} and --tls-key {} cannot be used together: {e}",
+                    cert_path.display(),
+                    key_path.display()
+                ),
+                None => format!("the TLS client cannot be set up: {e}"),
+            })
+        })?;
         let server_name = match &options.server_name {
             Some(name) => ServerName::try_from(name.clone()).map_err(|_| {
                 setup(format!(

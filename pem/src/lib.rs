@@ -1,7 +1,8 @@
 //! `fila-pem`: the PEM files of Fila's TLS, read from paths — certificate chains, private
-//! keys, CA bundles, and the system's trust store. One reader for the server (`[tls]`), the
-//! `fila` CLI and `fila-bench` (`--tls-*`); each caller names the file and its flag or config
-//! key in its own messages, this crate says what is wrong with the file.
+//! keys, CA bundles, and the system's trust store — and the rustls client configuration the
+//! CLI and the bench build from them. One reader for the server (`[tls]`), the `fila` CLI and
+//! `fila-bench` (`--tls-*`); each caller names the file and its flag or config key in its own
+//! messages, this crate says what is wrong with the file.
 
 use std::path::Path;
 
@@ -78,6 +79,23 @@ pub fn system_roots() -> Result<RootCertStore, String> {
         ));
     }
     Ok(roots)
+}
+
+/// A client configuration with the ring provider and the safe default protocol versions,
+/// trusting `roots`, presenting `client_auth` (chain and key) when given. An error is rustls
+/// refusing the provider or the certificate/key pair.
+pub fn client_config(
+    roots: RootCertStore,
+    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    match client_auth {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key),
+    }
 }
 
 /// A PEM parse error as a phrase for an operator (rustls prints markers as byte lists).

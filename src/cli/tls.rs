@@ -32,25 +32,23 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, CliError
         Some(path) => roots_from_file(path)?,
         None => system_roots()?,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CliError::Input(format!("the TLS client cannot be set up: {e}")))?
-        .with_root_certificates(roots);
-    let config = match &options.client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert_path, key_path)) => {
-            let chain = certificates(cert_path, "client certificate (--tls-cert)")?;
-            let key = private_key(key_path)?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                CliError::Input(format!(
-                    "the client certificate \"{}\" and key \"{}\" cannot be used together: {e}",
-                    cert_path.display(),
-                    key_path.display()
-                ))
-            })?
-        }
+    let client_auth = match &options.client_cert {
+        None => None,
+        Some((cert_path, key_path)) => Some((
+            certificates(cert_path, "client certificate (--tls-cert)")?,
+            private_key(key_path)?,
+        )),
     };
+    let config = fila_pem::client_config(roots, client_auth).map_err(|e| {
+        CliError::Input(match &options.client_cert {
+            Some((cert_path, key_path)) => format!(
+                "the client certificate \"{}\" and key \"{}\" cannot be used together: {e}",
+                cert_path.display(),
+                key_path.display()
+            ),
+            None => format!("the TLS client cannot be set up: {e}"),
+        })
+    })?;
     Ok(Arc::new(config))
 }
 
