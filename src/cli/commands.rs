@@ -647,6 +647,9 @@ fn auth(
             .collect::<Result<Vec<_>, _>>()?,
         _ => Vec::new(),
     };
+    if let AuthCommand::Create { expires_at, .. } = &command {
+        check_expiry(*expires_at, now_unix_ms())?;
+    }
     let mut connection = Connection::open(target)?;
     match command {
         AuthCommand::Create {
@@ -757,6 +760,17 @@ fn auth(
             Ok(())
         }
     }
+}
+
+/// `--expires-at` must be 0 (never) or a Unix time in milliseconds that is still ahead.
+fn check_expiry(expires_at: u64, now_ms: u64) -> Result<(), CliError> {
+    if expires_at != 0 && expires_at <= now_ms {
+        return Err(CliError::Input(format!(
+            "--expires-at {expires_at} is in the past ({}); give a later Unix time in milliseconds (not seconds), or 0 for never",
+            utc_text(expires_at)
+        )));
+    }
+    Ok(())
 }
 
 fn key_error(id: &str, code: ErrorCode) -> CliError {
@@ -1220,6 +1234,16 @@ fn message_json(message: &DeliveryMessage, settled: Option<&str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn past_expiry_is_refused_before_sending() {
+        let now = 1_767_225_600_000;
+        assert!(check_expiry(0, now).is_ok());
+        assert!(check_expiry(now + 1, now).is_ok());
+        let seconds = check_expiry(1_767_225_600, now).unwrap_err().to_string();
+        assert!(seconds.contains("not seconds"), "{seconds}");
+        assert!(check_expiry(now, now).is_err());
+    }
 
     #[test]
     fn permissions_parse_kind_and_pattern() {
