@@ -131,6 +131,35 @@ pub struct ShardAuth {
     bootstrap: Option<TokenDigest>,
     store: RefCell<AuthStore>,
     home: Option<Home>,
+    refusals: RefusalLog,
+}
+
+/// How often, at most, a shard logs a summary of refused handshakes.
+pub const REFUSAL_LOG_INTERVAL_MS: u64 = 60_000;
+
+/// Refused handshakes of one shard, summarized in one WARN line per interval (a flood of bad
+/// keys must neither fill the log nor go unnoticed).
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Refusals since the last summary.
+    count: std::cell::Cell<u64>,
+    /// When the last summary was logged (Unix ms; 0 = never).
+    logged_at_ms: std::cell::Cell<u64>,
+}
+
+impl RefusalLog {
+    /// Counts one refusal at `now_ms`; returns the count to log when a summary is due.
+    fn note(&self, now_ms: u64) -> Option<u64> {
+        let count = self.count.get() + 1;
+        self.count.set(count);
+        let last = self.logged_at_ms.get();
+        if last != 0 && now_ms < last.saturating_add(REFUSAL_LOG_INTERVAL_MS) {
+            return None;
+        }
+        self.logged_at_ms.set(now_ms.max(1));
+        self.count.set(0);
+        Some(count)
+    }
 }
 
 /// What only the home shard has.
@@ -164,6 +193,20 @@ impl ShardAuth {
                 db,
                 lock: glommio::sync::Semaphore::new(1),
             }),
+            refusals: RefusalLog::default(),
+        }
+    }
+
+    /// Records a refused handshake from `peer`; the first refusal, and then at most one per
+    /// [`REFUSAL_LOG_INTERVAL_MS`], logs a WARN line with the count since the previous one.
+    pub fn note_refusal(&self, now_ms: u64, peer: std::net::SocketAddr, why: Unauthorized) {
+        if let Some(count) = self.refusals.note(now_ms) {
+            tracing::warn!(
+                refused = count,
+                last_peer = %peer,
+                reason = %why,
+                "refused API-key handshakes since the previous report (at most one report per minute per shard)"
+            );
         }
     }
 
@@ -393,6 +436,20 @@ pub fn action_of(request: &Request) -> Action<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_summarized_once_per_interval() {
+        let log = RefusalLog::default();
+        assert_eq!(
+            log.note(1_000),
+            Some(1),
+            "the first refusal is reported at once"
+        );
+        assert_eq!(log.note(2_000), None);
+        assert_eq!(log.note(30_000), None);
+        assert_eq!(log.note(1_000 + REFUSAL_LOG_INTERVAL_MS), Some(3));
+        assert_eq!(log.note(1_001 + REFUSAL_LOG_INTERVAL_MS), None);
+    }
 
     #[test]
     fn digest_is_sha256() {

@@ -89,6 +89,7 @@ impl ConnectionHandler for ProtocolHandler {
             &self.limits,
             &shutdown,
             self.broker.auth(),
+            peer,
         )
         .await
         {
@@ -207,6 +208,7 @@ async fn handshake(
     limits: &ConnectionLimits,
     shutdown: &ShutdownSignal,
     auth: &ShardAuth,
+    peer: std::net::SocketAddr,
 ) -> Result<Option<Caller>, &'static str> {
     let frame = match rt::within(
         limits.handshake_timeout,
@@ -261,9 +263,11 @@ async fn handshake(
         let _ = writer.close().await;
         return Err("unsupported version");
     }
-    let caller = match auth.authenticate(hello.api_key.as_deref(), rt::clock::now().as_millis()) {
+    let now_ms = rt::clock::now().as_millis();
+    let caller = match auth.authenticate(hello.api_key.as_deref(), now_ms) {
         Ok(caller) => caller,
         Err(refused) => {
+            auth.note_refusal(now_ms, peer, refused);
             encode_reply(
                 &mut out,
                 0,

@@ -164,10 +164,12 @@ fn auth_off_needs_no_key_and_ignores_one() {
 
 #[test]
 fn handshake_refuses_missing_bad_expired_and_revoked_keys() {
-    let server = auth_server();
+    let mut server = auth_server();
     let (code, message) = refused(&server, None);
     assert_eq!(code, ErrorCode::Unauthorized);
     assert!(message.contains("requires an API key"), "{message}");
+    // The first refusal of a shard is reported at once (then at most once a minute).
+    assert!(server.wait_for_log("refused API-key handshakes since the previous report"));
     assert_eq!(refused(&server, Some("wrong")).0, ErrorCode::Unauthorized);
     assert_eq!(refused(&server, Some("")).0, ErrorCode::Unauthorized);
 
