@@ -58,12 +58,18 @@ const DELIVERY_FRAME_SOFT_BYTES: usize = 256 * 1024;
 pub struct ProtocolHandler {
     broker: Rc<Broker>,
     limits: ConnectionLimits,
+    read_budget: Rc<ReadBudget>,
 }
 
 impl ProtocolHandler {
     /// A handler for the connections of `broker`'s shard.
     pub fn new(broker: Rc<Broker>, limits: ConnectionLimits) -> ProtocolHandler {
-        ProtocolHandler { broker, limits }
+        let shards = broker.shard_count().max(1);
+        ProtocolHandler {
+            broker,
+            limits,
+            read_budget: Rc::new(ReadBudget::new(READ_BUDGET_BYTES / shards)),
+        }
     }
 }
 
@@ -81,6 +87,8 @@ impl ConnectionHandler for ProtocolHandler {
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: FrameDecoder::new(),
             scratch: vec![0_u8; READ_CHUNK],
+            charged: 0,
+            budget: Rc::clone(&self.read_budget),
         };
         let mut writer = writer;
         let caller = match handshake(
@@ -148,6 +156,52 @@ struct Input {
     buf: BytesMut,
     decoder: FrameDecoder,
     scratch: Vec<u8>,
+    /// Bytes this connection holds in partial frames and continuation streams, as charged to
+    /// the shard's budget.
+    charged: usize,
+    budget: Rc<ReadBudget>,
+}
+
+/// The bytes all connections of one shard may hold in frames still arriving (the read
+/// buffer of an incomplete frame plus open continuation streams). Over it, the connection
+/// that would exceed it is closed: many slow or hostile clients cannot exhaust memory.
+#[derive(Debug)]
+pub struct ReadBudget {
+    max: usize,
+    used: Cell<usize>,
+}
+
+impl ReadBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> ReadBudget {
+        ReadBudget {
+            max,
+            used: Cell::new(0),
+        }
+    }
+
+    /// A connection that had `previous` bytes charged now holds `now`: recharges it and says
+    /// whether the shard is still within budget (a connection holding nothing always is).
+    fn recharge(&self, previous: usize, now: usize) -> bool {
+        let used = self.used.get().saturating_sub(previous) + now;
+        self.used.set(used);
+        used <= self.max || now == 0
+    }
+}
+
+/// Server-wide bytes of frames still arriving, shared equally by the shards (decisions.md:
+/// "a global budget (e.g. 1 GiB)").
+pub const READ_BUDGET_BYTES: usize = 1 << 30;
+
+/// The largest Handshake frame: header, version, presence byte, and the longest key string.
+/// A longer announced length is not a Handshake; the connection is closed before its body is
+/// read, so an unauthenticated client cannot make the server buffer megabytes.
+const HANDSHAKE_FRAME_BYTES_MAX: usize = 6 + 2 + 1 + 2 + u16::MAX as usize;
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        self.budget.recharge(self.charged, 0);
+    }
 }
 
 /// Why a read for the next frame stopped.
@@ -157,6 +211,8 @@ enum ReadFailure {
     Io(std::io::Error),
     Shutdown,
     Frame(FrameError),
+    /// The shard's budget for frames still arriving is spent.
+    OverBudget,
 }
 
 impl Input {
@@ -167,11 +223,57 @@ impl Input {
         frame_timeout: Duration,
         shutdown: &ShutdownSignal,
     ) -> Result<Frame, ReadFailure> {
+        self.read_frame(frame_timeout, shutdown, false).await
+    }
+
+    /// The Handshake frame: never reassembled (§7.1: the flags are not looked at), and closed
+    /// as soon as its announced length is more than a Handshake can be.
+    async fn handshake_frame(
+        &mut self,
+        frame_timeout: Duration,
+        shutdown: &ShutdownSignal,
+    ) -> Result<Frame, ReadFailure> {
+        self.read_frame(frame_timeout, shutdown, true).await
+    }
+
+    /// Charges this connection's buffered bytes to the shard's budget.
+    fn charge(&mut self) -> Result<(), ReadFailure> {
+        let now = self.buf.len() + self.decoder.buffered_bytes();
+        let within = self.budget.recharge(self.charged, now);
+        self.charged = now;
+        if within {
+            Ok(())
+        } else {
+            Err(ReadFailure::OverBudget)
+        }
+    }
+
+    async fn read_frame(
+        &mut self,
+        frame_timeout: Duration,
+        shutdown: &ShutdownSignal,
+        handshake: bool,
+    ) -> Result<Frame, ReadFailure> {
         loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(error) => return Err(ReadFailure::Frame(error)),
+            let decoded = if handshake {
+                if let Some(prefix) = self.buf.first_chunk::<4>() {
+                    let length = u32::from_be_bytes(*prefix);
+                    if usize::try_from(length).unwrap_or(usize::MAX) > HANDSHAKE_FRAME_BYTES_MAX {
+                        return Err(ReadFailure::Frame(FrameError::TooLong {
+                            length,
+                            max: HANDSHAKE_FRAME_BYTES_MAX,
+                        }));
+                    }
+                }
+                fila_wire::decode_frame(&mut self.buf)
+            } else {
+                self.decoder.decode(&mut self.buf)
+            };
+            let decoded = decoded.map_err(ReadFailure::Frame);
+            self.charge()?;
+            match decoded? {
+                Some(frame) => return Ok(frame),
+                None => {}
             }
             let partial = !self.buf.is_empty() || self.decoder.open_streams() > 0;
             let read = async {
@@ -193,6 +295,7 @@ impl Input {
                 Some(Some(Ok(n))) => {
                     self.buf
                         .extend_from_slice(self.scratch.get(..n).unwrap_or_default());
+                    self.charge()?;
                 }
                 Some(Some(Err(error))) => return Err(ReadFailure::Io(error)),
             }
@@ -212,12 +315,13 @@ async fn handshake(
 ) -> Result<Option<Caller>, &'static str> {
     let frame = match rt::within(
         limits.handshake_timeout,
-        input.next_frame(limits.handshake_timeout, shutdown),
+        input.handshake_frame(limits.handshake_timeout, shutdown),
     )
     .await
     {
         None | Some(Err(ReadFailure::Timeout)) => {
-            tracing::info!(
+            // Debug: a flood of silent connections must not flood the log.
+            tracing::debug!(
                 "closing connection: no handshake within {:?}",
                 limits.handshake_timeout
             );
@@ -626,6 +730,13 @@ impl Session {
                 Err(ReadFailure::Frame(error)) => {
                     tracing::info!(%error, "closing connection: invalid frame");
                     return End::Failed("invalid frame");
+                }
+                Err(ReadFailure::OverBudget) => {
+                    tracing::warn!(
+                        "closing connection: the shard's budget for frames still arriving ({} MiB) is spent",
+                        input.budget.max >> 20
+                    );
+                    return End::Failed("read budget spent");
                 }
             };
             let request_id = frame.request_id;
@@ -1438,4 +1549,20 @@ fn lua_test_result(result: Result<DryRunOutcome, LuaTestFailure>) -> LuaTestResu
 fn unexpected(outcome: &Outcome) -> Response {
     tracing::error!(?outcome, "a shard answered with the wrong kind of outcome");
     error(ErrorCode::InternalError, "internal routing error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_budget_is_shared_and_returned() {
+        let budget = ReadBudget::new(100);
+        assert!(budget.recharge(0, 60), "first connection within budget");
+        assert!(!budget.recharge(0, 50), "second connection goes over");
+        assert!(budget.recharge(50, 0), "closing it returns its bytes");
+        assert!(budget.recharge(60, 90), "the first may now grow");
+        assert!(budget.recharge(90, 0));
+        assert_eq!(budget.used.get(), 0);
+    }
 }

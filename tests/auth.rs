@@ -814,3 +814,30 @@ fn stored_keys_without_a_bootstrap_key_are_reported_as_not_enforced() {
     let mut open = TestServer::start_on(dir.path(), ServerOptions::default());
     assert!(open.wait_for_log("stored API key(s) and their permissions are not enforced"));
 }
+
+#[test]
+fn an_oversized_handshake_is_closed_before_its_body_and_flags_are_ignored() {
+    let server = TestServer::start_with(
+        ServerOptions::default().with_config("[server]\nhandshake_timeout_ms = 60000\n"),
+    );
+    // A Handshake announcing 16 MiB: closed right after the length prefix, long before the
+    // handshake timeout, without the server buffering the body.
+    let mut big = Client::connect_raw(server.addr);
+    let mut frame = (16_u32 * 1024 * 1024).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0x01, 0x00, 0, 0, 0, 0]);
+    frame.extend_from_slice(&[0_u8; 4096]);
+    big.write_raw(&frame);
+    assert!(big.closed_within(Duration::from_secs(10)));
+    // A Handshake with the continuation flag is read as is (§7.1: no reassembly).
+    let mut flagged = Client::connect_raw(server.addr);
+    let mut body = bytes::BytesMut::new();
+    Request::Handshake(fila_wire::Handshake {
+        protocol_version: 1,
+        api_key: None,
+    })
+    .encode(0, &mut body)
+    .unwrap();
+    body[5] |= 0x01;
+    flagged.write_raw(&body);
+    assert!(matches!(flagged.recv_frame().1, Response::HandshakeOk(_)));
+}
