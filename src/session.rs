@@ -271,9 +271,8 @@ impl Input {
             };
             let decoded = decoded.map_err(ReadFailure::Frame);
             self.charge()?;
-            match decoded? {
-                Some(frame) => return Ok(frame),
-                None => {}
+            if let Some(frame) = decoded? {
+                return Ok(frame);
             }
             let partial = !self.buf.is_empty() || self.decoder.open_streams() > 0;
             let read = async {
