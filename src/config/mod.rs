@@ -122,6 +122,14 @@ pub struct Config {
 impl Config {
     /// Loads the configuration from the process environment and the standard file locations.
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        // A key that is not UTF-8 cannot be sent in a Handshake: refuse rather than read it as
+        // unset (which would run without authentication).
+        if std::env::var_os(ENV_BOOTSTRAP_APIKEY).is_some_and(|key| key.to_str().is_none()) {
+            return Err(ConfigError::BadBootstrapKey {
+                from: ENV_BOOTSTRAP_APIKEY.to_owned(),
+                problem: "it is not valid UTF-8",
+            });
+        }
         let search: Vec<PathBuf> = SEARCH_PATHS.iter().map(PathBuf::from).collect();
         Config::load_with(flags, &|name| std::env::var(name).ok(), &search)
     }
@@ -189,8 +197,10 @@ fn find_file(flag: Option<&Path>, search: &[PathBuf]) -> Result<Option<PathBuf>,
     Ok(search.iter().find(|path| path.is_file()).cloned())
 }
 
-/// `FILA_BOOTSTRAP_APIKEY` wins over `[auth] bootstrap_apikey`; an empty value counts as unset
-/// (it could not be a key). Asked to require auth without a key, the start is refused.
+/// `FILA_BOOTSTRAP_APIKEY` wins over `[auth] bootstrap_apikey`. Unlike other variables, a set
+/// but empty `FILA_BOOTSTRAP_APIKEY` (or an empty `bootstrap_apikey`) refuses the start: it is
+/// what `FILA_BOOTSTRAP_APIKEY=$UNSET_VAR` produces, and reading it as "no key" would run the
+/// server open. Asked to require auth without a key, the start is refused.
 fn auth_config(
     file: Option<&Path>,
     parsed: &FileConfig,
@@ -198,15 +208,14 @@ fn auth_config(
     flags: &Flags,
 ) -> Result<AuthConfig, ConfigError> {
     let section = parsed.auth.clone().unwrap_or_default();
-    let bootstrap_apikey = env(ENV_BOOTSTRAP_APIKEY)
-        .filter(|key| !key.is_empty())
-        .or_else(|| section.bootstrap_apikey.filter(|key| !key.is_empty()));
+    let (bootstrap_apikey, from) = match env(ENV_BOOTSTRAP_APIKEY) {
+        Some(key) => (Some(key), ENV_BOOTSTRAP_APIKEY.to_owned()),
+        None => (
+            section.bootstrap_apikey,
+            in_file(file, "auth") + " bootstrap_apikey",
+        ),
+    };
     if let Some(key) = &bootstrap_apikey {
-        let from = if env(ENV_BOOTSTRAP_APIKEY).is_some_and(|key| !key.is_empty()) {
-            ENV_BOOTSTRAP_APIKEY.to_owned()
-        } else {
-            in_file(file, "auth") + " bootstrap_apikey"
-        };
         check_bootstrap_key(key)
             .map_err(|problem| ConfigError::BadBootstrapKey { from, problem })?;
     }
@@ -231,6 +240,9 @@ pub const BOOTSTRAP_KEY_BYTES_MAX: usize = 4096;
 /// A bootstrap key clients can actually send: not blank, no surrounding whitespace (a pasted
 /// newline would lock everyone out), no control characters, at most 4 KiB.
 fn check_bootstrap_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("it is empty (unset it to run without authentication)");
+    }
     if key.trim().is_empty() {
         return Err("it is blank");
     }

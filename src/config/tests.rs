@@ -133,7 +133,7 @@ fn missing_config_flag_is_an_error() {
 }
 
 #[test]
-fn auth_key_comes_from_env_before_file_and_empty_is_unset() {
+fn auth_key_comes_from_env_before_file_and_empty_is_refused() {
     let file = Some("[auth]\nbootstrap_apikey = \"from-file\"\n");
     let from_file = load(Case {
         file,
@@ -152,13 +152,23 @@ fn auth_key_comes_from_env_before_file_and_empty_is_unset() {
     })
     .unwrap();
     assert_eq!(from_env.auth.bootstrap_apikey.as_deref(), Some("from-env"));
+    // Set but empty (FILA_BOOTSTRAP_APIKEY=$UNSET) refuses the start rather than running open.
     let empty = load(Case {
         file: None,
         env: &[("FILA_BOOTSTRAP_APIKEY", "")],
         flags: Flags::default(),
     })
-    .unwrap();
-    assert!(!empty.auth.enabled());
+    .unwrap_err()
+    .to_string();
+    assert!(empty.contains("it is empty"), "{empty}");
+    let empty_in_file = load(Case {
+        file: Some("[auth]\nbootstrap_apikey = \"\"\n"),
+        env: &[],
+        flags: Flags::default(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(empty_in_file.contains("bootstrap_apikey"), "{empty_in_file}");
     assert!(!format!("{:?}", from_env.auth).contains("from-env"));
 }
 
