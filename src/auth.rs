@@ -111,7 +111,16 @@ pub enum AuthFailure {
     /// The home shard is not running (shutdown).
     #[error("the server is shutting down")]
     Stopped,
+    /// ListApiKeys can carry at most this many keys (a u16 count), so no more are created.
+    #[error(
+        "the server already holds {KEYS_MAX} API keys, the most it keeps; revoke unused keys first"
+    )]
+    TooManyKeys,
 }
+
+/// The most API keys the server keeps: ListApiKeys counts them in a u16, and a list that
+/// silently omitted keys would hide them from the operator.
+pub const KEYS_MAX: usize = u16::MAX as usize;
 
 /// Why a handshake is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -335,6 +344,9 @@ impl ShardAuth {
                 now_ms,
                 created_by,
             } => {
+                if self.store.borrow().len() >= KEYS_MAX {
+                    return Err(AuthFailure::TooManyKeys);
+                }
                 let token = new_token()?;
                 let record = KeyRecord {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -364,13 +376,8 @@ impl ShardAuth {
                     return Ok((AuthReply::NotFound, None));
                 };
                 let mut record = KeyRecord::clone(&existing);
-                let mut unique: Vec<Grant> = Vec::with_capacity(grants.len());
-                for grant in grants {
-                    if !unique.contains(&grant) {
-                        unique.push(grant);
-                    }
-                }
-                record.grants = unique;
+                // Already free of duplicates (the session drops them while parsing).
+                record.grants = grants;
                 (AuthReply::Done, AuthChange::Put(Arc::new(record)))
             }
         };

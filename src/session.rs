@@ -1090,10 +1090,16 @@ impl Session {
     /// SetAcl: every permission is parsed (an unknown kind is InvalidConfigValue, nothing is
     /// stored), then checked against the caller's admin patterns, then stored.
     async fn set_acl(&mut self, id: u32, key_id: ByteString, permissions: &[Permission]) {
-        let mut grants = Vec::with_capacity(permissions.len());
+        let mut grants: Vec<Grant> = Vec::with_capacity(permissions.len().min(GRANTS_MAX));
+        let mut seen = std::collections::HashSet::with_capacity(grants.capacity());
         for permission in permissions {
             match Grant::parse(&permission.kind, &permission.pattern) {
-                Ok(grant) => grants.push(grant),
+                // A permission given twice is stored once (and counted once against the limit).
+                Ok(grant) if seen.contains(&grant) => {}
+                Ok(grant) => {
+                    seen.insert(grant.clone());
+                    grants.push(grant);
+                }
                 Err(reason) => {
                     self.outbox
                         .reply(id, &error(ErrorCode::InvalidConfigValue, &reason));

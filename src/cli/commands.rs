@@ -270,6 +270,7 @@ fn queue(
 
 /// `queue inspect` as text: the summary lines, then the fairness and throttle tables.
 pub fn inspect_text(name: &str, stats: &QueueStats) -> String {
+    let name = one_line(name);
     let mut text = format!(
         "Queue \"{name}\"\n\
          Depth:        {}\n\
@@ -460,13 +461,17 @@ fn lua_test(
             &json!({ "action": &*result.action, "delay_ms": result.delay_ms }),
         ),
         (HookArg::OnEnqueue, Output::Text) => {
-            writeln!(out, "fairness_key: {fairness_key}")?;
+            writeln!(out, "fairness_key: {}", one_line(fairness_key))?;
             writeln!(out, "weight: {}", result.weight)?;
-            writeln!(out, "throttle_keys: {}", throttle_keys.join(", "))?;
+            writeln!(
+                out,
+                "throttle_keys: {}",
+                one_line(&throttle_keys.join(", "))
+            )?;
             Ok(())
         }
         (HookArg::OnFailure, Output::Text) => {
-            writeln!(out, "action: {}", result.action)?;
+            writeln!(out, "action: {}", one_line(&result.action))?;
             writeln!(out, "delay_ms: {}", result.delay_ms)?;
             Ok(())
         }
@@ -641,10 +646,18 @@ fn auth(
 ) -> Result<(), CliError> {
     // Parse local input before connecting, so a typo never needs a server.
     let permissions = match &command {
-        AuthCommand::Acl(AclCommand::Set { perms, .. }) => perms
-            .iter()
-            .map(|p| parse_permission(p))
-            .collect::<Result<Vec<_>, _>>()?,
+        AuthCommand::Acl(AclCommand::Set { perms, .. }) => {
+            let mut seen = std::collections::HashSet::new();
+            let mut unique = Vec::with_capacity(perms.len());
+            for permission in perms.iter().map(|p| parse_permission(p)) {
+                let permission = permission?;
+                // A permission given twice is sent (and stored, and counted) once.
+                if seen.insert((permission.kind.clone(), permission.pattern.clone())) {
+                    unique.push(permission);
+                }
+            }
+            unique
+        }
         _ => Vec::new(),
     };
     if let AuthCommand::Create { expires_at, .. } = &command {
@@ -1168,11 +1181,24 @@ pub fn one_line(text: &str) -> String {
             '\r' => line.push_str("\\r"),
             '\t' => line.push_str("\\t"),
             '\\' => line.push_str("\\\\"),
-            c if c.is_control() => line.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c if c.is_control() || is_bidi_control(c) => {
+                line.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
             c => line.push(c),
         }
     }
     line
+}
+
+/// Unicode bidirectional controls, which reorder how a terminal shows the text around them
+/// (`report\u{202e}txt.exe`): escaped like control characters.
+/// True for the characters [`one_line`] escapes besides `\\`: controls and bidi controls.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// One consumed message as text lines.
@@ -1183,7 +1209,7 @@ pub fn message_text(message: &DeliveryMessage, settled: Option<&str>) -> String 
         message
             .headers
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{}={}", one_line(k), one_line(v)))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -1200,7 +1226,10 @@ pub fn message_text(message: &DeliveryMessage, settled: Option<&str>) -> String 
          \x20 attempts:     {}\n\
          \x20 headers:      {headers}\n\
          \x20 payload:      {payload}\n",
-        message.message_id, message.queue, message.fairness_key, message.attempt_count,
+        one_line(&message.message_id),
+        one_line(&message.queue),
+        one_line(&message.fairness_key),
+        message.attempt_count,
     );
     if let Some(word) = settled {
         text.push_str(&format!("  {word}\n"));

@@ -25,7 +25,7 @@ impl Table {
         let mut cells: Vec<String> = cells
             .into_iter()
             .map(|cell| {
-                if cell.chars().any(char::is_control) {
+                if cell.chars().any(crate::cli::commands::needs_escape) {
                     crate::cli::commands::one_line(&cell)
                 } else {
                     cell
@@ -73,6 +73,10 @@ mod tests {
     fn control_characters_cannot_forge_lines() {
         let mut table = Table::new(&["NAME"]);
         table.row(vec!["evil\u{1b}[2J\nfake row".into()]);
-        assert_eq!(table.render(), "NAME\nevil\\u{1b}[2J\\nfake row\n");
+        table.row(vec!["report\u{202e}txt.exe".into()]);
+        assert_eq!(
+            table.render(),
+            "NAME\nevil\\u{1b}[2J\\nfake row\nreport\\u{202e}txt.exe\n"
+        );
     }
 }

@@ -168,7 +168,10 @@ fn auth_key_comes_from_env_before_file_and_empty_is_refused() {
     })
     .unwrap_err()
     .to_string();
-    assert!(empty_in_file.contains("bootstrap_apikey"), "{empty_in_file}");
+    assert!(
+        empty_in_file.contains("bootstrap_apikey"),
+        "{empty_in_file}"
+    );
     assert!(!format!("{:?}", from_env.auth).contains("from-env"));
 }
 
