@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{AlertDescription, ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, ClientConfig};
 
-use fila_pem::PemError;
+use fila_pem::{ClientFile, ClientSetupError, PemError};
 
 use crate::error::{BenchError, Result};
 
@@ -40,27 +40,32 @@ pub struct TlsClient {
 impl TlsClient {
     /// Builds the set-up for a server at `addr`. File problems are [`BenchError::TlsSetup`].
     pub fn new(options: &TlsOptions, addr: SocketAddr) -> Result<TlsClient> {
-        let roots = match &options.ca_cert {
-            Some(path) => roots_from_file(path)?,
-            None => system_roots()?,
-        };
-        let client_auth = match &options.client_cert {
-            None => None,
-            Some((cert_path, key_path)) => Some((
-                certificates(cert_path, "--tls-cert")?,
-                private_key(key_path)?,
-            )),
-        };
-        let config = fila_pem::client_config(roots, client_auth).map_err(|e| {
-            setup(match &options.client_cert {
-                Some((cert_path, key_path)) => format!(
-                    "--tls-cert {} and --tls-key {} cannot be used together: {e}",
-                    cert_path.display(),
-                    key_path.display()
-                ),
-                None => format!("the TLS client cannot be set up: {e}"),
-            })
-        })?;
+        let client = options
+            .client_cert
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        let config = fila_pem::client_config_from_files(options.ca_cert.as_deref(), client)
+            .map_err(|failure| match failure {
+                ClientSetupError::File { which, path, error } => {
+                    let flag = match which {
+                        ClientFile::Ca => "--tls-ca-cert",
+                        ClientFile::Cert => "--tls-cert",
+                        ClientFile::Key => "--tls-key",
+                    };
+                    file_error(flag, &path, error)
+                }
+                ClientSetupError::NoSystemRoots(problem) => {
+                    setup(format!("{problem}; pass --tls-ca-cert PATH"))
+                }
+                ClientSetupError::Rejected(e) => setup(match &options.client_cert {
+                    Some((cert_path, key_path)) => format!(
+                        "--tls-cert {} and --tls-key {} cannot be used together: {e}",
+                        cert_path.display(),
+                        key_path.display()
+                    ),
+                    None => format!("the TLS client cannot be set up: {e}"),
+                }),
+            })?;
         let server_name = match &options.server_name {
             Some(name) => ServerName::try_from(name.clone()).map_err(|_| {
                 setup(format!(
@@ -93,22 +98,6 @@ fn file_error(flag: &str, path: &Path, error: PemError) -> BenchError {
         PemError::NoKey => format!("{flag} {path}: not a PEM private key: no key in the file"),
         PemError::BadCa(reason) => format!("{flag} {path}: {reason}"),
     })
-}
-
-fn certificates(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
-    fila_pem::certificates(path).map_err(|error| file_error(flag, path, error))
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    fila_pem::private_key(path).map_err(|error| file_error("--tls-key", path, error))
-}
-
-fn roots_from_file(path: &Path) -> Result<RootCertStore> {
-    fila_pem::roots(path).map_err(|error| file_error("--tls-ca-cert", path, error))
-}
-
-fn system_roots() -> Result<RootCertStore> {
-    fila_pem::system_roots().map_err(|problem| setup(format!("{problem}; pass --tls-ca-cert PATH")))
 }
 
 /// A readable reason for a failed TLS read, write or handshake (rustls errors travel inside

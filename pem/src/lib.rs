@@ -98,6 +98,62 @@ pub fn client_config(
     }
 }
 
+/// Which file of a client set-up failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFile {
+    /// The CA bundle to trust (`--tls-ca-cert`).
+    Ca,
+    /// The client certificate chain (`--tls-cert`).
+    Cert,
+    /// The client private key (`--tls-key`).
+    Key,
+}
+
+/// Why a client configuration could not be built from its files.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    /// One of the files.
+    #[error("{} {}: {error}", match which { ClientFile::Ca => "CA file", ClientFile::Cert => "certificate file", ClientFile::Key => "key file" }, path.display())]
+    File {
+        /// Which one.
+        which: ClientFile,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        error: PemError,
+    },
+    /// No CA file was given and the system has no trusted CAs.
+    #[error("{0}")]
+    NoSystemRoots(String),
+    /// rustls refused the configuration (with a client certificate: the pair does not fit).
+    #[error("{0}")]
+    Rejected(#[source] rustls::Error),
+}
+
+/// The client configuration for a CA file (`None` = the system's trust store) and an optional
+/// client certificate chain and key, read from their files.
+pub fn client_config_from_files(
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, ClientSetupError> {
+    fn file(which: ClientFile, path: &Path) -> impl FnOnce(PemError) -> ClientSetupError {
+        let path = path.to_path_buf();
+        move |error| ClientSetupError::File { which, path, error }
+    }
+    let roots = match ca {
+        Some(path) => roots(path).map_err(file(ClientFile::Ca, path))?,
+        None => system_roots().map_err(ClientSetupError::NoSystemRoots)?,
+    };
+    let client_auth = match client {
+        None => None,
+        Some((cert, key)) => Some((
+            certificates(cert).map_err(file(ClientFile::Cert, cert))?,
+            private_key(key).map_err(file(ClientFile::Key, key))?,
+        )),
+    };
+    client_config(roots, client_auth).map_err(ClientSetupError::Rejected)
+}
+
 /// A PEM parse error as a phrase for an operator (rustls prints markers as byte lists).
 pub fn problem(error: &pem::Error) -> String {
     match error {

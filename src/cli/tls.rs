@@ -9,10 +9,10 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection};
 
-use fila_pem::PemError;
+use fila_pem::{ClientFile, ClientSetupError, PemError};
 
 use crate::cli::error::CliError;
 
@@ -28,28 +28,39 @@ pub struct TlsOptions {
 /// The rustls client configuration for `options`. Every file problem is a sentence naming the
 /// file.
 pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, CliError> {
-    let roots = match &options.ca_cert {
-        Some(path) => roots_from_file(path)?,
-        None => system_roots()?,
-    };
-    let client_auth = match &options.client_cert {
-        None => None,
-        Some((cert_path, key_path)) => Some((
-            certificates(cert_path, "client certificate (--tls-cert)")?,
-            private_key(key_path)?,
-        )),
-    };
-    let config = fila_pem::client_config(roots, client_auth).map_err(|e| {
-        CliError::Input(match &options.client_cert {
-            Some((cert_path, key_path)) => format!(
-                "the client certificate \"{}\" and key \"{}\" cannot be used together: {e}",
-                cert_path.display(),
-                key_path.display()
-            ),
-            None => format!("the TLS client cannot be set up: {e}"),
+    let client = options
+        .client_cert
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    fila_pem::client_config_from_files(options.ca_cert.as_deref(), client)
+        .map(Arc::new)
+        .map_err(|failure| match failure {
+            ClientSetupError::File { which, path, error } => {
+                let what = match which {
+                    ClientFile::Ca => "CA certificate (--tls-ca-cert)",
+                    ClientFile::Cert => "client certificate (--tls-cert)",
+                    ClientFile::Key => "client key (--tls-key)",
+                };
+                match (which, error) {
+                    (ClientFile::Key, PemError::Invalid(reason)) => CliError::Input(format!(
+                        "the {what} \"{}\" is not a PEM private key: {reason}",
+                        path.display()
+                    )),
+                    (_, error) => file_error(what, &path, error),
+                }
+            }
+            ClientSetupError::NoSystemRoots(problem) => CliError::Input(format!(
+                "{problem}; pass the server's CA with --tls-ca-cert PATH"
+            )),
+            ClientSetupError::Rejected(e) => CliError::Input(match &options.client_cert {
+                Some((cert_path, key_path)) => format!(
+                    "the client certificate \"{}\" and key \"{}\" cannot be used together: {e}",
+                    cert_path.display(),
+                    key_path.display()
+                ),
+                None => format!("the TLS client cannot be set up: {e}"),
+            }),
         })
-    })?;
-    Ok(Arc::new(config))
 }
 
 /// A `fila_pem` failure as a sentence naming the file and its flag.
@@ -67,34 +78,6 @@ fn file_error(what: &str, path: &Path, error: PemError) -> CliError {
             format!("the {what} \"{path}\" is not a PEM private key: it holds no PRIVATE KEY block")
         }
         PemError::BadCa(reason) => format!("the {what} \"{path}\" cannot be used: {reason}"),
-    })
-}
-
-/// The certificates of a PEM file; at least one.
-fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, CliError> {
-    fila_pem::certificates(path).map_err(|error| file_error(what, path, error))
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CliError> {
-    let what = "client key (--tls-key)";
-    fila_pem::private_key(path).map_err(|error| match error {
-        PemError::Invalid(reason) => CliError::Input(format!(
-            "the {what} \"{}\" is not a PEM private key: {reason}",
-            path.display()
-        )),
-        other => file_error(what, path, other),
-    })
-}
-
-fn roots_from_file(path: &Path) -> Result<RootCertStore, CliError> {
-    fila_pem::roots(path).map_err(|error| file_error("CA certificate (--tls-ca-cert)", path, error))
-}
-
-fn system_roots() -> Result<RootCertStore, CliError> {
-    fila_pem::system_roots().map_err(|problem| {
-        CliError::Input(format!(
-            "{problem}; pass the server's CA with --tls-ca-cert PATH"
-        ))
     })
 }
 
