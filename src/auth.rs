@@ -250,23 +250,24 @@ impl ShardAuth {
     pub fn authorize(&self, caller: &Caller, request: &Request) -> Result<(), Denied> {
         let store = self.store.borrow();
         match request {
-            Request::Enqueue { messages } => {
-                let mut last: Option<&str> = None;
-                for message in messages {
-                    let queue: &str = &message.queue;
-                    if last != Some(queue) {
-                        store.authorize(caller, Action::Produce(queue))?;
-                        last = Some(queue);
-                    }
-                }
-                Ok(())
-            }
-            Request::Ack { items } => {
-                consume_each(&store, caller, items.iter().map(|item| &*item.queue))
-            }
-            Request::Nack { items } => {
-                consume_each(&store, caller, items.iter().map(|item| &*item.queue))
-            }
+            Request::Enqueue { messages } => each_queue(
+                &store,
+                caller,
+                messages.iter().map(|message| &*message.queue),
+                Action::Produce,
+            ),
+            Request::Ack { items } => each_queue(
+                &store,
+                caller,
+                items.iter().map(|item| &*item.queue),
+                Action::Consume,
+            ),
+            Request::Nack { items } => each_queue(
+                &store,
+                caller,
+                items.iter().map(|item| &*item.queue),
+                Action::Consume,
+            ),
             other => store.authorize(caller, action_of(other)),
         }
     }
@@ -391,15 +392,17 @@ impl ShardAuth {
     }
 }
 
-fn consume_each<'a>(
+/// Checks `action` on every queue of a batch, once per run of items on the same queue.
+fn each_queue<'a>(
     store: &AuthStore,
     caller: &Caller,
     queues: impl Iterator<Item = &'a str>,
+    action: fn(&'a str) -> Action<'a>,
 ) -> Result<(), Denied> {
     let mut last: Option<&str> = None;
     for queue in queues {
         if last != Some(queue) {
-            store.authorize(caller, Action::Consume(queue))?;
+            store.authorize(caller, action(queue))?;
             last = Some(queue);
         }
     }

@@ -19,12 +19,10 @@ const SOCKET_LIMIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn connection_that_sends_nothing_is_closed_after_the_handshake_timeout() {
-    let mut options =
-        ServerOptions::shards(1).with_config("[server]\nhandshake_timeout_ms = 300\n");
     // The timeout is logged at debug (a flood of silent connections must not flood the log).
-    options
-        .env
-        .push(("RUST_LOG".to_owned(), "info,fila::session=debug".to_owned()));
+    let options = ServerOptions::shards(1)
+        .with_config("[server]\nhandshake_timeout_ms = 300\n")
+        .with_log("info,fila::session=debug");
     let mut server = TestServer::start_with(options);
     let mut talker = Client::connect(server.addr);
     let mut silent = Client::connect_raw(server.addr);

@@ -21,13 +21,14 @@ use common::tls::{Ca, TlsFiles, client_config, connect};
 use common::{ServerOptions, TestServer, run_to_exit};
 use fila_wire::{ErrorCode, Handshake, Request, Response};
 
+/// The log filter under which the listener's TLS lines (debug) are visible.
+const LISTENER_DEBUG: &str = "info,fila::listener=debug";
+
 fn start(files: &TlsFiles) -> TestServer {
-    let mut options = ServerOptions::default().with_config(&files.config());
     // Failed TLS handshakes are logged at debug (a flood must not flood the log).
-    options.env.push((
-        "RUST_LOG".to_owned(),
-        "info,fila::listener=debug".to_owned(),
-    ));
+    let options = ServerOptions::default()
+        .with_config(&files.config())
+        .with_log(LISTENER_DEBUG);
     TestServer::start_with(options)
 }
 
@@ -112,11 +113,9 @@ fn a_silent_client_does_not_stall_accepts_and_is_closed_at_the_handshake_timeout
     let ca = Ca::new("test CA");
     let files = TlsFiles::new(&ca.server_cert());
     let config = format!("[server]\nhandshake_timeout_ms = 300\n{}", files.config());
-    let mut options = ServerOptions::shards(1).with_config(&config);
-    options.env.push((
-        "RUST_LOG".to_owned(),
-        "info,fila::listener=debug".to_owned(),
-    ));
+    let options = ServerOptions::shards(1)
+        .with_config(&config)
+        .with_log(LISTENER_DEBUG);
     let mut server = TestServer::start_with(options);
     let mut silent = Client::connect_raw(server.addr);
     // The only shard still accepts and serves TLS clients while the silent one waits.
@@ -310,11 +309,9 @@ fn handshake_cost_report() {
         .unwrap_or(20);
     let ca = Ca::new("test CA");
     let files = TlsFiles::new(&ca.server_cert());
-    let mut options = ServerOptions::shards(1).with_config(&files.config());
-    options.env.push((
-        "RUST_LOG".to_owned(),
-        "info,fila::listener=debug".to_owned(),
-    ));
+    let options = ServerOptions::shards(1)
+        .with_config(&files.config())
+        .with_log(LISTENER_DEBUG);
     let server = TestServer::start_with(options);
     let config = client_config(&ca, None);
     let mut pinger = connect(server.addr, &config).unwrap();

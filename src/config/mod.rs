@@ -234,9 +234,6 @@ fn auth_config(
     })
 }
 
-/// Longest bootstrap key: handshake keys over this length are refused unread.
-pub const BOOTSTRAP_KEY_BYTES_MAX: usize = 4096;
-
 /// A bootstrap key clients can actually send: not blank, no surrounding whitespace (a pasted
 /// newline would lock everyone out), no control characters, at most 4 KiB.
 fn check_bootstrap_key(key: &str) -> Result<(), &'static str> {
@@ -252,7 +249,8 @@ fn check_bootstrap_key(key: &str) -> Result<(), &'static str> {
     if key.chars().any(char::is_control) {
         return Err("it contains control characters");
     }
-    if key.len() > BOOTSTRAP_KEY_BYTES_MAX {
+    // Handshake keys over this length are refused unread, so a longer one could never log in.
+    if key.len() > crate::auth::API_KEY_BYTES_MAX {
         return Err("it is longer than 4096 bytes");
     }
     Ok(())

@@ -65,6 +65,12 @@ impl ServerOptions {
         self.config = Some(text.to_owned());
         self
     }
+
+    /// Options with the server's `RUST_LOG` set to `filter` (for lines logged at debug).
+    pub fn with_log(mut self, filter: &str) -> ServerOptions {
+        self.env.push(("RUST_LOG".to_owned(), filter.to_owned()));
+        self
+    }
 }
 
 /// A running (or exited) `fila-server` process.
