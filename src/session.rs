@@ -329,41 +329,28 @@ async fn handshake(
         Some(Err(_)) => return Err("no handshake frame"),
         Some(Ok(frame)) => frame,
     };
-    let mut out = BytesMut::new();
     if frame.opcode != Opcode::Handshake as u8 {
-        encode_reply(
-            &mut out,
-            frame.request_id,
-            &error(
-                ErrorCode::InvalidFrame,
-                "the first frame must be a Handshake",
-            ),
+        let reply = error(
+            ErrorCode::InvalidFrame,
+            "the first frame must be a Handshake",
         );
-        let _ = writer.write_all(&out).await;
-        // Flushes, and ends a TLS session with close_notify.
-        let _ = writer.close().await;
+        refuse(writer, frame.request_id, &reply).await;
         return Err("first frame not a handshake");
     }
     let Ok(Request::Handshake(hello)) = Request::decode(frame.opcode, frame.payload) else {
         return Err("undecodable handshake");
     };
     if hello.protocol_version != 1 {
-        encode_reply(
-            &mut out,
-            0,
-            &Response::Error {
-                code: ErrorCode::UnsupportedVersion,
-                message: format!(
-                    "protocol version {} is not supported; this server speaks version 1",
-                    hello.protocol_version
-                )
-                .into(),
-                metadata: vec![("max_version".into(), "1".into())],
-            },
-        );
-        let _ = writer.write_all(&out).await;
-        // Flushes, and ends a TLS session with close_notify.
-        let _ = writer.close().await;
+        let reply = Response::Error {
+            code: ErrorCode::UnsupportedVersion,
+            message: format!(
+                "protocol version {} is not supported; this server speaks version 1",
+                hello.protocol_version
+            )
+            .into(),
+            metadata: vec![("max_version".into(), "1".into())],
+        };
+        refuse(writer, 0, &reply).await;
         return Err("unsupported version");
     }
     let now_ms = rt::clock::now().as_millis();
@@ -371,17 +358,12 @@ async fn handshake(
         Ok(caller) => caller,
         Err(refused) => {
             auth.note_refusal(now_ms, peer, refused);
-            encode_reply(
-                &mut out,
-                0,
-                &error(ErrorCode::Unauthorized, &refused.to_string()),
-            );
-            let _ = writer.write_all(&out).await;
-            // Flushes, and ends a TLS session with close_notify.
-            let _ = writer.close().await;
+            let reply = error(ErrorCode::Unauthorized, &refused.to_string());
+            refuse(writer, 0, &reply).await;
             return Err("unauthorized");
         }
     };
+    let mut out = BytesMut::new();
     encode_reply(
         &mut out,
         0,
@@ -393,6 +375,15 @@ async fn handshake(
     );
     writer.write_all(&out).await.map_err(|_| "write failed")?;
     Ok(caller)
+}
+
+/// Writes the handshake's refusal and closes: flushed, and a TLS session ends with
+/// close_notify. The connection is being dropped, so write errors change nothing.
+async fn refuse(writer: &mut WriteHalf<Stream>, request_id: u32, reply: &Response) {
+    let mut out = BytesMut::new();
+    encode_reply(&mut out, request_id, reply);
+    let _ = writer.write_all(&out).await;
+    let _ = writer.close().await;
 }
 
 /// How a session ended.
