@@ -24,6 +24,17 @@ fn load(case: Case) -> Result<Config, ConfigError> {
     Config::load_with(&case.flags, &lookup, &[path])
 }
 
+/// The error text of a load with default flags that must fail.
+fn refused(file: Option<&'static str>, env: Env) -> String {
+    load(Case {
+        file,
+        env,
+        flags: Flags::default(),
+    })
+    .unwrap_err()
+    .to_string()
+}
+
 #[test]
 fn defaults_without_file_env_or_flags() {
     let config = load(Case {
@@ -85,13 +96,7 @@ fn flags_beat_env_beat_file() {
 #[test]
 fn bad_env_and_flag_values_name_their_origin() {
     let env = &[("FILA_SHARDS", "many")];
-    let message = load(Case {
-        file: None,
-        env,
-        flags: Flags::default(),
-    })
-    .unwrap_err()
-    .to_string();
+    let message = refused(None, env);
     assert!(
         message.starts_with("environment variable FILA_SHARDS=\"many\" is invalid"),
         "{message}"
@@ -153,21 +158,9 @@ fn auth_key_comes_from_env_before_file_and_empty_is_refused() {
     .unwrap();
     assert_eq!(from_env.auth.bootstrap_apikey.as_deref(), Some("from-env"));
     // Set but empty (FILA_BOOTSTRAP_APIKEY=$UNSET) refuses the start rather than running open.
-    let empty = load(Case {
-        file: None,
-        env: &[("FILA_BOOTSTRAP_APIKEY", "")],
-        flags: Flags::default(),
-    })
-    .unwrap_err()
-    .to_string();
+    let empty = refused(None, &[("FILA_BOOTSTRAP_APIKEY", "")]);
     assert!(empty.contains("it is empty"), "{empty}");
-    let empty_in_file = load(Case {
-        file: Some("[auth]\nbootstrap_apikey = \"\"\n"),
-        env: &[],
-        flags: Flags::default(),
-    })
-    .unwrap_err()
-    .to_string();
+    let empty_in_file = refused(Some("[auth]\nbootstrap_apikey = \"\"\n"), &[]);
     assert!(
         empty_in_file.contains("bootstrap_apikey"),
         "{empty_in_file}"
@@ -188,13 +181,7 @@ fn required_auth_without_a_key_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(flag.contains("required by --require-auth"), "{flag}");
-    let file = load(Case {
-        file: Some("[auth]\nrequired = true\n"),
-        env: &[],
-        flags: Flags::default(),
-    })
-    .unwrap_err()
-    .to_string();
+    let file = refused(Some("[auth]\nrequired = true\n"), &[]);
     assert!(file.contains("(required = true)"), "{file}");
     let ok = load(Case {
         file: Some("[auth]\nrequired = true\n"),
@@ -220,13 +207,7 @@ fn tls_needs_cert_and_key() {
         ("[tls]\n", "cert_file"),
         ("[tls]\ncert_file = \"c\"\n", "key_file"),
     ] {
-        let message = load(Case {
-            file: Some(text),
-            env: &[],
-            flags: Flags::default(),
-        })
-        .unwrap_err()
-        .to_string();
+        let message = refused(Some(text), &[]);
         assert!(message.contains(&format!("has no {missing}")), "{message}");
     }
 }
@@ -254,13 +235,7 @@ fn unusable_bootstrap_keys_are_refused() {
     ];
     for (key, problem) in cases {
         let env: Env = Box::leak(Box::new([("FILA_BOOTSTRAP_APIKEY", key)]));
-        let message = load(Case {
-            file: None,
-            env,
-            flags: Flags::default(),
-        })
-        .unwrap_err()
-        .to_string();
+        let message = refused(None, env);
         assert!(message.contains("FILA_BOOTSTRAP_APIKEY"), "{message}");
         assert!(message.contains(problem), "{message}");
     }
