@@ -43,7 +43,6 @@ use crate::config::Durability;
 use crate::routing::shard_for;
 use crate::rt::{self, MeshEndpoint, Notify, clock};
 
-/// Deliveries taken from the core per pump step (then the pump yields).
 #[path = "throttle_mesh.rs"]
 mod throttle_mesh;
 
@@ -51,6 +50,7 @@ mod throttle_mesh;
 mod auth_home;
 pub use auth_home::AuthPending;
 
+/// Deliveries taken from the core per pump step (then the pump yields).
 const PUMP_BATCH: usize = 256;
 /// The timer task re-checks at least this often even when nothing is armed.
 const TIMER_IDLE_CHECK: Duration = Duration::from_secs(60);
@@ -461,6 +461,7 @@ impl Broker {
     /// (failed attempts), leaving the connection open: what a revoked key's connection gets.
     pub async fn release_everywhere(&self, connection: ConnectionId) {
         for shard in 0..self.shards {
+            // Nothing to wait for: the release needs no reply.
             let _ = self.send(shard, Op::Release { connection }, None).await;
         }
     }
@@ -470,12 +471,8 @@ impl Broker {
     /// shutdown), leases keep their deadlines and survive the restart.
     pub async fn close_connection(self: &Rc<Self>, connection: ConnectionId, release: bool) {
         self.connections.borrow_mut().remove(&connection);
-        if !release {
-            return;
-        }
-        for shard in 0..self.shards {
-            // Nothing to wait for: the release needs no reply.
-            let _ = self.send(shard, Op::Release { connection }, None).await;
+        if release {
+            self.release_everywhere(connection).await;
         }
     }
 
@@ -629,17 +626,21 @@ impl Broker {
     fn after_change(&self) -> Option<u64> {
         self.ship_throttle();
         let core = self.core.borrow();
-        let next = core.next_timer();
-        if next.is_some_and(|t| self.armed.get().is_none_or(|armed| t < armed)) {
-            self.armed.set(next);
-            self.timer_changed.notify();
-        }
+        self.arm_timer(core.next_timer());
         self.pump_needed.notify();
         if core.has_writes() {
             self.commit_needed.notify();
             Some(self.epochs.open.get())
         } else {
             None
+        }
+    }
+
+    /// Wakes the timer task when `next` is earlier than what it sleeps towards.
+    fn arm_timer(&self, next: Option<fila_shard::Time>) {
+        if next.is_some_and(|t| self.armed.get().is_none_or(|armed| t < armed)) {
+            self.armed.set(next);
+            self.timer_changed.notify();
         }
     }
 

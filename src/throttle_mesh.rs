@@ -50,9 +50,6 @@ impl Broker {
     pub(super) fn after_idle_poll(&self) {
         self.ship_throttle();
         let next = self.core.borrow().next_timer();
-        if next.is_some_and(|t| self.armed.get().is_none_or(|armed| t < armed)) {
-            self.armed.set(next);
-            self.timer_changed.notify();
-        }
+        self.arm_timer(next);
     }
 }

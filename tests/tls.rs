@@ -195,7 +195,7 @@ fn sighup_reloads_the_certificates_without_dropping_connections() {
     // New files on disk change nothing until the signal.
     files.replace(&new_ca.server_cert());
     assert!(connect(server.addr, &client_config(&new_ca, None)).is_err());
-    hup(&server);
+    server.hangup();
     assert!(server.wait_for_log("reloaded the TLS certificates"));
     let mut fresh = connect(server.addr, &client_config(&new_ca, None)).unwrap();
     fresh.ping();
@@ -206,7 +206,7 @@ fn sighup_reloads_the_certificates_without_dropping_connections() {
 
     // A broken key file: the reload fails, names the file, and the new certificate stays.
     std::fs::write(&files.key, "not a key").unwrap();
-    hup(&server);
+    server.hangup();
     assert!(server.wait_for_log("TLS reload failed, still serving the previous certificates"));
     assert!(
         server
@@ -220,15 +220,6 @@ fn sighup_reloads_the_certificates_without_dropping_connections() {
         .ping();
     open.ping();
     fresh.ping();
-}
-
-fn hup(server: &TestServer) {
-    let status = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(server.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Starts with `files`; the start must fail with every one of `expected` in stderr, on one line.

@@ -153,6 +153,11 @@ impl TestServer {
         self.process.wait(STOP_LIMIT)
     }
 
+    /// Sends SIGHUP (reload the TLS certificates); the server keeps running.
+    pub fn hangup(&mut self) {
+        self.process.signal("HUP");
+    }
+
     /// Sends SIGINT and waits (at most [`STOP_LIMIT`]) for the exit status.
     pub fn interrupt(&mut self) -> Option<ExitStatus> {
         self.process.signal("INT");
