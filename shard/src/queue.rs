@@ -111,6 +111,9 @@ pub struct KeySlot {
     pub ready: ReadyClasses,
     /// True while out of the ring because every ready message is throttle-blocked.
     pub parked: bool,
+    /// True while the key is listed in the queue's `parked_event` (at most once, so a key
+    /// re-parked by every enqueue behind a paused limit does not grow the list).
+    pub awaits_event: bool,
     /// Delayed messages of this key.
     pub delayed: u32,
     /// Leased messages of this key.
@@ -290,6 +293,7 @@ impl Queue {
             drr: DrrKeyState::new(weight),
             ready: ReadyClasses::default(),
             parked: false,
+            awaits_event: false,
             delayed: 0,
             leased: 0,
             delivered: 0,
@@ -437,6 +441,9 @@ impl Queue {
             )
             .collect();
         for key in keys {
+            if let Some(k) = self.keys.get_idx_mut(key) {
+                k.awaits_event = false;
+            }
             self.unpark(key);
         }
     }
@@ -556,7 +563,8 @@ impl Queue {
                 Some(_) => self.parked_at.push(Reverse((now.plus_micros(1), key))),
                 None => {}
             }
-            if event {
+            if event && !k.awaits_event {
+                k.awaits_event = true;
                 self.parked_event.push(key);
             }
         }
@@ -849,6 +857,16 @@ impl Queue {
 
     /// Checks the internal invariants (tests and the simulation).
     pub fn check(&self) -> Result<(), String> {
+        let mut listed = std::collections::HashSet::new();
+        for &key in &self.parked_event {
+            let live = self.keys.get_idx(key).is_some_and(|k| k.awaits_event);
+            if live && !listed.insert(key) {
+                return Err(format!(
+                    "{}: a key waits for a throttle event twice",
+                    self.id
+                ));
+            }
+        }
         let mut ready = 0usize;
         let mut delayed = 0usize;
         let mut leased = 0usize;

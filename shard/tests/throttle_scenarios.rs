@@ -214,3 +214,21 @@ fn configured_rates_survive_a_restart_and_buckets_start_full() {
     assert_eq!(out.len(), 5);
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn a_key_behind_a_paused_limit_waits_once_however_many_messages_arrive() {
+    // Rate 0 and burst 0: the key never gets a token, so it waits for a limit change. Every
+    // enqueue wakes it and every poll parks it again; it must stay listed once (the queue's
+    // check fails on a key listed twice).
+    let mut w = world_with("0,0");
+    for _ in 0..50 {
+        w.enqueue("q", &[("tk", "p")]);
+        assert_eq!(w.poll(10).len(), 0);
+        w.check();
+    }
+    // A new rate keeps the current (zero) tokens; 100 ms of refill at 1000/s covers all 50.
+    w.shard.set_config(w.now, "throttle.p", "1000,100").unwrap();
+    w.advance_ms(100);
+    assert_eq!(w.poll(1000).len(), 50, "the limit change releases the key");
+    w.check();
+}
