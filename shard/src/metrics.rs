@@ -458,8 +458,8 @@ impl<S: Storage> Shard<S> {
                 entry.tokens_remaining = Some(view.tokens);
             }
         }
+        // In key order already (a BTreeMap by key).
         let mut throttle: Vec<ThrottleSnapshot> = by_key.into_values().collect();
-        throttle.sort_by(|a, b| a.throttle_key.cmp(&b.throttle_key));
         if throttle.len() > max_key_series {
             let folded = throttle.split_off(max_key_series);
             let mut other = ThrottleSnapshot {

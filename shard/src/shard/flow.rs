@@ -393,13 +393,10 @@ impl<S: Storage> Shard<S> {
         }
         // Throttle-parked keys need the timer at their refill instant.
         self.rearm(queue_ref);
-        let Some(q) = self.queues.get(queue_ref) else {
+        if self.queues.get(queue_ref).is_none() {
             return delivered;
-        };
+        }
         if delivered > 0 {
-            if let Some(at) = q.next_due() {
-                self.arm(queue_ref, at);
-            }
             if let Some(connection) = out.last().map(|d| d.connection) {
                 let state = self.connections.entry(connection).or_default();
                 if !state.queues.contains(&queue_ref) {
