@@ -396,12 +396,12 @@ impl<S: Storage> Shard<S> {
         if self.queues.get(queue_ref).is_none() {
             return delivered;
         }
-        if delivered > 0 {
-            if let Some(connection) = out.last().map(|d| d.connection) {
-                let state = self.connections.entry(connection).or_default();
-                if !state.queues.contains(&queue_ref) {
-                    state.queues.push(queue_ref);
-                }
+        if delivered > 0
+            && let Some(connection) = out.last().map(|d| d.connection)
+        {
+            let state = self.connections.entry(connection).or_default();
+            if !state.queues.contains(&queue_ref) {
+                state.queues.push(queue_ref);
             }
         }
         delivered
