@@ -3,10 +3,13 @@
 //! the protocol in `fila-wire`; this crate is the runtime shell around them.
 //!
 //! Map: `config` (fila.toml, env, flags) → `server` (boot and lifetime) → `rt` (glommio:
-//! executors, mesh, bind, shutdown, preflight) → `listener` (accept loop, connection cap) →
-//! `connection` (the handler seam) → `session` (one protocol connection). `auth` holds API keys and
-//! permission checks; `tls` loads and reloads the certificates of the client port. `data_dir`
-//! owns the on-disk directory and its lock.
+//! executors, mesh, bind, shutdown, preflight, the plain-or-TLS stream) → `listener` (accept
+//! loop, connection cap, TLS handshake) → `connection` (the handler seam) → `session` (one
+//! protocol connection) → `broker` (one shard's core, its tasks, and `routing` between
+//! shards). `auth` holds API keys and permission checks; `tls` loads and reloads the
+//! certificates of the client port; `telemetry` exports metrics; `cli` is the `fila` CLI;
+//! `logging` and `error` serve the binaries. `data_dir` owns the on-disk directory and its
+//! lock.
 
 pub mod auth;
 pub mod broker;

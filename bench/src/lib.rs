@@ -20,6 +20,8 @@
 //! - `lua`: enqueue throughput without and with an `on_enqueue` hook.
 //! - `keys`, `shards`: lifecycle throughput against fairness keys and shard count.
 //! - `depth`: enqueue/consume rates and server memory with a large backlog pending.
+//! - `storm`: authorized round trips without and during a flood of wrong-key handshakes
+//!   (needs `--api-key`; not part of `all`).
 //! - `all`: all of the above with defaults, JSON and Markdown reports, SVG charts.
 //! - `compare`: ratio new/old per figure, regressions flagged.
 //!

@@ -1,8 +1,9 @@
 //! `fila-pem`: the PEM files of Fila's TLS, read from paths — certificate chains, private
 //! keys, CA bundles, and the system's trust store — and the rustls client configuration the
 //! CLI and the bench build from them. One reader for the server (`[tls]`), the `fila` CLI and
-//! `fila-bench` (`--tls-*`); each caller names the file and its flag or config key in its own
-//! messages, this crate says what is wrong with the file.
+//! `fila-bench` (`--tls-*`). This crate says what is wrong with a file ([`PemError`]) and, for a
+//! client set-up, which file it was ([`ClientSetupError`]); callers word the message with their
+//! own flag or config key.
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! The hooks seam: how a queue's scripts (Lua, in a later issue) decide a message's fairness
+//! The hooks seam: how a queue's scripts (Lua: [`crate::lua::LuaHooks`]) decide a message's fairness
 //! key, weight and throttle keys at enqueue, and retry-or-dead-letter after a failed attempt.
 //!
 //! The shard calls a [`Hooks`] implementation; [`NoHooks`] is the default (no scripts: key

@@ -4,11 +4,13 @@
 //! through the [`storage::Storage`] seam. It never depends on `fila-wire` or on a runtime.
 //!
 //! Layout, in the order a message flows: [`ids`] and [`time`] (typed values), [`command`]
-//! (owned requests and replies), [`Shard`] (`shard.rs` with `shard/flow.rs` and
-//! `shard/admin.rs`), `queue.rs` (one queue's indexes), [`drr`] (the scheduler), [`hooks`]
-//! (the script seam) and [`lua`] (its Lua host), [`config`] (runtime config), `message.rs` and `record.rs` (stored
-//! records), [`storage`] (the seam and its key layout), `recovery.rs`, and [`auth`] (API keys,
-//! ACLs and the authorization table, kept by the server outside the queue storage).
+//! (owned requests and replies), [`Shard`] (`shard.rs` with `shard/flow.rs`,
+//! `shard/admin.rs` and `shard/throttling.rs`), `queue.rs` (one queue's indexes), [`drr`] (the
+//! scheduler), [`throttle`] (token buckets, ready classes, the token-lease protocol),
+//! [`hooks`] (the script seam) and [`lua`] (its Lua host), [`config`] (runtime config),
+//! [`metrics`] (metric cells and snapshots), `message.rs` and `record.rs` (stored records),
+//! [`storage`] (the seam and its key layout), `recovery.rs`, and [`auth`] (API keys, ACLs and
+//! the authorization table, kept by the server outside the queue storage).
 //!
 //! Memory is bounded by the index, not the payloads: a message in memory is its index entry
 //! (id, pending order, fairness key index, weight, shared throttle keys, attempts, enqueue

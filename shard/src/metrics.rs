@@ -14,20 +14,15 @@
 //! Keys and queues that no longer exist are simply absent from the next snapshot. Message ids
 //! never appear.
 //!
-//! # Throttle metrics contract
+//! # Throttle metrics
 //!
-//! The throttle code reports through [`ShardMetrics`] (`Shard::metrics_mut`, or
-//! `self.metrics` inside this crate):
-//! - [`ShardMetrics::record_throttle`]`(key, hit)` once per throttle key of a message:
-//!   `hit = true` each time the scheduler tried to deliver it and could not for lack of a
-//!   token on that key, `hit = false` for each throttle key of a delivered message. Messages
-//!   without throttle keys record nothing (`fila.throttle.decisions{throttle_key, result}`).
-//! - [`ShardMetrics::set_throttle_tokens`]`(key, tokens)` by the key's home shard only,
-//!   whenever its authoritative bucket changes (or just before a snapshot): the tokens left
-//!   (`fila.throttle.tokens_remaining{throttle_key}`). Other shards never set it, so the
-//!   merged gauge is the owner's value.
-//! - [`ShardMetrics::forget_throttle_key`]`(key)` when a key's bucket is dropped (rate
-//!   removed, key idle and evicted): its series stop being exported.
+//! `fila.throttle.decisions{throttle_key, result}` and `fila.throttle.tokens_remaining` come
+//! from the throttle state itself: [`Shard::metrics_snapshot`] reads each key's hits, passes
+//! and bucket from `throttle_views()` (hits and passes are counted where the scheduler makes
+//! the decision; tokens only on the key's home shard, so the merged gauge is the owner's).
+//! [`ShardMetrics::record_throttle`], [`ShardMetrics::set_throttle_tokens`] and
+//! [`ShardMetrics::forget_throttle_key`] are a second, explicit recording path whose cells are
+//! added to those counts; the broker does not use it today (tests do).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,8 +1,9 @@
 //! The workloads and what they share: the target server, the measurement window, queue set-up
 //! and tear-down, per-run tallies, and collecting per-run values into figures.
 //!
-//! Each workload file (`enqueue.rs`, `lifecycle.rs`, `latency.rs`, `rtt.rs`) runs its load for
-//! `--runs` runs and returns an [`Outcome`]; `suite.rs` runs them all. Producers and consumers
+//! Each workload file (`enqueue.rs`, `lifecycle.rs`, `latency.rs`, `rtt.rs`, `fairness.rs`,
+//! `throttle.rs`, `lua.rs`, `keys.rs`, `shards.rs`, `depth.rs`, `storm.rs`) runs its load for
+//! `--runs` runs and returns an [`Outcome`]; `suite.rs` dispatches commands and runs `all`. Producers and consumers
 //! that several workloads use live in `producer.rs` and `consumer.rs`.
 
 pub mod consumer;
