@@ -87,7 +87,9 @@ fn one_run(addr: Endpoint, settings: &Settings, bytes: usize) -> Result<(Histogr
     Ok((histogram, failures))
 }
 
-fn round_trips(
+/// One connection's one-at-a-time round trips of `request` until `measure` ends (also the
+/// authorized client of `storm`).
+pub(super) fn round_trips(
     addr: Endpoint,
     request: &Request,
     measure: Window,

@@ -15,14 +15,13 @@ use fila_wire::{ErrorCode, FrameDecoder, Handshake, Request, Response};
 use hdrhistogram::Histogram;
 
 use crate::cli::{Defaults, Settings};
-use crate::client::{Connection, Endpoint, describe, unexpected};
+use crate::client::Endpoint;
 use crate::clock;
 use crate::error::{BenchError, Result};
 use crate::report::Better;
-use crate::summary::{latency_histogram, record_ns};
 use crate::workloads::{
-    BETWEEN_RUNS, Outcome, Series, batch_messages, create_queues, delete_queues, join, payload,
-    progress, queue_names,
+    BETWEEN_RUNS, Outcome, Series, Window, batch_messages, create_queues, delete_queues, join,
+    payload, progress, queue_names, rtt,
 };
 
 /// Defaults of `storm`.
@@ -92,34 +91,24 @@ pub fn run(addr: Endpoint, settings: &Settings, storm_threads: usize) -> Result<
     Ok(outcome)
 }
 
-/// One authorized connection's round trips for `span`.
+/// One authorized connection's one-message round trips for `span` (`rtt`'s loop); any
+/// refusal fails the run, since the storm must not cost authorized requests.
 fn round_trips(addr: Endpoint, queues: &[String], span: Duration) -> Result<Histogram<u64>> {
-    let mut connection = Connection::open(addr)?;
     let request = Request::Enqueue {
         messages: batch_messages(queues, 0, 1, 1, &payload(64)),
     };
-    let mut histogram = latency_histogram()?;
-    let end = clock::now() + span;
-    loop {
-        let sent = clock::now();
-        if sent >= end {
-            return Ok(histogram);
-        }
-        let reply = connection.call(&request, "Enqueue")?;
-        match &reply {
-            Response::EnqueueResult { results }
-                if results.iter().all(|r| r.error_code == ErrorCode::Ok) =>
-            {
-                record_ns(&mut histogram, (clock::now() - sent).as_nanos() as u64);
-            }
-            Response::EnqueueResult { .. } | Response::Error { .. } => {
-                return Err(BenchError::HandshakeRefused(format!(
-                    "the authorized client was refused: {}",
-                    describe(&reply)
-                )));
-            }
-            other => return Err(unexpected("Enqueue", other)),
-        }
+    let start = clock::now();
+    let (histogram, tally) = rtt::round_trips(
+        addr,
+        &request,
+        Window {
+            start,
+            end: start + span,
+        },
+    )?;
+    match tally.note("the authorized client") {
+        Some(failure) => Err(BenchError::HandshakeRefused(failure)),
+        None => Ok(histogram),
     }
 }
 
