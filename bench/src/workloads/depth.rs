@@ -153,7 +153,7 @@ fn prefill(addr: Endpoint, settings: &Settings, queues: &[String], depth: usize)
     let start = clock::now();
     let forever = Window {
         start,
-        end: start + std::time::Duration::from_secs(3_600),
+        end: start + producer::FILL_LIMIT,
     };
     let handles: Vec<_> = (0..FILLERS)
         .map(|filler| {

@@ -131,7 +131,7 @@ pub fn fill(
 }
 
 /// Longest a pre-fill may take.
-const FILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(3_600);
+pub(super) const FILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// Reads one reply per token until the writer is done and every reply has arrived.
 fn count_replies(mut reader: Reader, pending: &Receiver<()>, measure: Window) -> Result<Tally> {
