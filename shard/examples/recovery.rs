@@ -143,34 +143,10 @@ fn open(dir: &Path, drain: bool) {
     }
 }
 
-/// Delivers and acks everything in batches of 100; returns the count.
+/// Delivers and acks everything in batches of 100, timed and reported; returns the count.
 fn drain_all(shard: &mut Shard<FjallStorage>, now: Time) -> usize {
-    let connection = ConnectionId(1);
-    let consumer = shard
-        .register_consumer(now, "q", connection, BATCH as u32)
-        .unwrap();
     let start = Instant::now();
-    let mut out = Vec::with_capacity(BATCH);
-    let mut done = 0;
-    loop {
-        out.clear();
-        shard.next_deliveries(now, consumer, BATCH, &mut out);
-        if out.is_empty() {
-            break;
-        }
-        let acks: Vec<AckItem> = out
-            .iter()
-            .map(|d| AckItem {
-                queue: "q".to_string(),
-                id: d.message_id,
-            })
-            .collect();
-        for r in shard.ack(now, connection, &acks) {
-            r.unwrap();
-        }
-        shard.commit().unwrap();
-        done += out.len();
-    }
+    let done = drain_quiet(shard, now, ConnectionId(1));
     let elapsed = start.elapsed();
     let stats = shard.body_cache().clone();
     println!(
@@ -181,7 +157,6 @@ fn drain_all(shard: &mut Shard<FjallStorage>, now: Time) -> usize {
         stats.reads,
         stats.read_errors
     );
-    shard.unregister_consumer(now, consumer);
     done
 }
 
@@ -249,7 +224,7 @@ fn churn(cycles: usize) {
             assert_eq!(report.messages, LIVE);
             times.push(elapsed.as_secs_f64() * 1e3);
             let start = Instant::now();
-            let n = drain_quiet(&mut shard, now);
+            let n = drain_quiet(&mut shard, now, ConnectionId(2));
             rate = n as f64 / start.elapsed().as_secs_f64();
             // Drop without committing the acks' effects? No: drain commits, so put them back.
             for _ in 0..LIVE / BATCH {
@@ -264,8 +239,8 @@ fn churn(cycles: usize) {
     }
 }
 
-fn drain_quiet(shard: &mut Shard<FjallStorage>, now: Time) -> usize {
-    let connection = ConnectionId(2);
+/// Delivers and acks everything in batches of 100 on `connection`; returns the count.
+fn drain_quiet(shard: &mut Shard<FjallStorage>, now: Time, connection: ConnectionId) -> usize {
     let consumer = shard
         .register_consumer(now, "q", connection, BATCH as u32)
         .unwrap();
@@ -284,7 +259,9 @@ fn drain_quiet(shard: &mut Shard<FjallStorage>, now: Time) -> usize {
                 id: d.message_id,
             })
             .collect();
-        shard.ack(now, connection, &acks);
+        for r in shard.ack(now, connection, &acks) {
+            r.unwrap();
+        }
         shard.commit().unwrap();
         done += out.len();
     }
